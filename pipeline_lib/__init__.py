@@ -1,0 +1,25 @@
+"""genfields: StyleGAN2 style space, generative fields and the reference mapping network.
+
+Public API (see README): `load_generator(path) -> Generator`, `G.mapping(z, truncation_psi)`,
+`G.styles(ws) -> (S, S_rgb)`, `G.synthesize(S, S_rgb, noise_mode)`, and the layer table
+`G.layers` with `layer_mask` for per-layer edits.
+"""
+
+from .generator_io import WeightsError, export_snapshot, load_generator, save_generator
+from .style_space import LayerSpec, build_layer_table, find_layer, layer_mask, layer_range
+from .stylegan2 import Generator, GeneratorConfig, init_random_generator
+
+__all__ = [
+    "Generator",
+    "GeneratorConfig",
+    "LayerSpec",
+    "WeightsError",
+    "build_layer_table",
+    "export_snapshot",
+    "find_layer",
+    "init_random_generator",
+    "layer_mask",
+    "layer_range",
+    "load_generator",
+    "save_generator",
+]

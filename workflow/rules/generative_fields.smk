@@ -1,0 +1,25 @@
+# Generative field of every conv layer: Eq. 1, the exact support and a measurement (Fig. 2).
+
+
+rule generative_fields:
+    input:
+        generator=generator_weights,
+    output:
+        table=results("generative_fields/table.csv"),
+        figure=report(
+            results("generative_fields/figure.png"),
+            caption="../report/generative_fields.rst",
+            category="Generative fields",
+        ),
+        provenance=results("generative_fields/provenance.json"),
+    params:
+        seed=config["generative_fields"]["seed"],
+        measure=config["generative_fields"]["measure"],
+    log:
+        results("logs/generative_fields.log"),
+    benchmark:
+        results("benchmarks/generative_fields.tsv")
+    conda:
+        "../../envs/genfields.yaml"
+    script:
+        "../scripts/generative_fields.py"
