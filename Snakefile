@@ -5,20 +5,16 @@ import os
 
 from snakemake.utils import min_version, validate
 
-
 min_version("8.0")
 
 
-configfile: "config.yaml"
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
-# Scripts import pipeline_lib from this checkout, also inside conda envs and cluster jobs.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
-)
-
+# Scripts import pipeline_lib through the link workflow/scripts/pipeline_lib: Snakemake puts
+# a script's folder on sys.path, so this checkout's library is used in any environment.
 RESULTS = config["results"]
 
 
@@ -28,6 +24,6 @@ include: "workflow/rules/generative_fields.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.generative_fields.output,
-    default_target: True

@@ -193,11 +193,12 @@ class SynthesisLayer(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.resolution, self.up, self.conv_clamp = resolution, up, conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0)
+        # registration order = the official state_dict order
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 3, 3]))
-        self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.noise_strength = nn.Parameter(torch.zeros([]))
-        self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.register_buffer("resample_filter", _resample_filter())
+        self.register_buffer("noise_const", torch.randn([resolution, resolution]))
 
     def forward(self, x, style, noise_mode="const"):
         n = x.shape[0]

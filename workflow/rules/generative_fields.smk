@@ -12,14 +12,14 @@ rule generative_fields:
             category="Generative fields",
         ),
         provenance=results("generative_fields/provenance.json"),
-    params:
-        seed=config["generative_fields"]["seed"],
-        measure=config["generative_fields"]["measure"],
     log:
         results("logs/generative_fields.log"),
     benchmark:
         results("benchmarks/generative_fields.tsv")
     conda:
         "../../envs/genfields.yaml"
+    params:
+        seed=config["generative_fields"]["seed"],
+        measure=config["generative_fields"]["measure"],
     script:
         "../scripts/generative_fields.py"

@@ -6,13 +6,13 @@ if config["generator"].get("random_init") is not None:
         output:
             weights=config["generator"]["weights"],
             sidecar=str(Path(config["generator"]["weights"]).with_suffix(".json")),
-        params:
-            init=config["generator"]["random_init"],
         log:
             results("logs/random_generator.log"),
         benchmark:
             results("benchmarks/random_generator.tsv")
         conda:
             "../../envs/genfields.yaml"
+        params:
+            init=config["generator"]["random_init"],
         script:
             "../scripts/random_generator.py"
