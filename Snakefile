@@ -21,9 +21,11 @@ RESULTS = config["results"]
 include: "workflow/rules/common.smk"
 include: "workflow/rules/generator.smk"
 include: "workflow/rules/generative_fields.smk"
+include: "workflow/rules/dataset.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.generative_fields.output,
+        rules.style_statistics.output,

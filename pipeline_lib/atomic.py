@@ -11,9 +11,15 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    Snakemake never runs two jobs for one target at once, so any earlier temporary file of the
+    same target is debris from a killed job and is removed first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.stem}.*.partial{path.suffix}"):
+        stale.unlink(missing_ok=True)  # left by a killed run of this same target
     # keep the suffix last so that writers which infer the format from it (savefig) still work
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
     os.close(fd)

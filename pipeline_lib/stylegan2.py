@@ -137,6 +137,27 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return fir_filter_2d(up, f, pad=(2, 1), gain=4.0)
 
 
+def polyphase_up_weight(weight: torch.Tensor, resample_filter: torch.Tensor) -> torch.Tensor:
+    """The up-sampling conv as four 3x3 phase kernels: [O, I, 3, 3] -> [O*4, I, 3, 3].
+
+    A stride-2 transposed 3x3 conv followed by the padded 4x4 FIR (gain 4) is one 6x6 kernel
+    c = W (x) g (full correlation) applied at stride 2. Output pixel (2j+p, 2k+q) of it is a
+    3x3 correlation of the low-resolution input (padding 1) with c[4+p-2a, 4+q-2b], a, b = 0..2;
+    stacking the four phases as channels o*4 + 2p + q lets `pixel_shuffle(2)` interleave them.
+    """
+    o, i, kh, kw = weight.shape
+    g = (resample_filter * 4.0).to(weight.dtype)
+    flat = F.pad(weight.reshape(o * i, 1, kh, kw), [3, 3, 3, 3])
+    c = F.conv2d(flat, g[None, None]).reshape(o, i, 6, 6)  # c[m] = composite tap m - 3
+    phases = []
+    for p in (0, 1):
+        for q in (0, 1):
+            rows = torch.tensor([4 + p, 2 + p, p], device=weight.device)
+            cols = torch.tensor([4 + q, 2 + q, q], device=weight.device)
+            phases.append(c.index_select(2, rows).index_select(3, cols))
+    return torch.stack(phases, dim=1).reshape(o * 4, i, 3, 3)
+
+
 # ----------------------------------------------------------------------------------------------
 # Layers
 
@@ -188,6 +209,10 @@ class SynthesisLayer(nn.Module):
     scale, which equals modulating the weights (the official grouped conv) up to rounding.
     """
 
+    # "transpose": the official steps (transposed conv, then the FIR); "polyphase": the same
+    # linear map as four 3x3 convs at low resolution and a pixel shuffle (much faster on GPUs).
+    up_impl = "transpose"
+
     def __init__(self, in_channels, out_channels, w_dim, resolution, up=1, conv_clamp=None):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -209,6 +234,8 @@ class SynthesisLayer(nn.Module):
         x = x * style.reshape(n, -1, 1, 1)
         if self.up == 1:
             x = F.conv2d(x, weight, padding=1)
+        elif self.up_impl == "polyphase":
+            x = F.pixel_shuffle(F.conv2d(x, polyphase_up_weight(weight, self.resample_filter), padding=1), 2)
         else:
             x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
             x = fir_filter_2d(x, self.resample_filter, pad=(1, 1), gain=4.0)
@@ -292,6 +319,14 @@ class Generator(nn.Module):
         self.rgb_layers = [spec for spec in self.layers if spec.kind == "torgb"]
         self.style_dim = sum(spec.style_dim for spec in self.conv_layers)
         self.rgb_style_dim = sum(spec.style_dim for spec in self.rgb_layers)
+
+    def set_up_impl(self, impl: str) -> "Generator":
+        """Choose how the up-sampling convs run: "transpose" (official steps) or "polyphase"."""
+        if impl not in ("transpose", "polyphase"):
+            raise ValueError(f"up_impl must be 'transpose' or 'polyphase', got {impl!r}")
+        for spec in self.conv_layers:
+            self.module_of(spec).up_impl = impl
+        return self
 
     def module_of(self, spec: LayerSpec) -> nn.Module:
         return self.get_submodule(spec.ada_name)

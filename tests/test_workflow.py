@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
 import yaml
 
@@ -16,6 +17,7 @@ BIN = Path(sys.executable).parent
 
 TINY = {
     "results": "results",
+    "device": "cpu",
     "generator": {
         "weights": "results/generator/tiny.pt",
         "random_init": {
@@ -30,6 +32,17 @@ TINY = {
         },
     },
     "generative_fields": {"seed": 0, "measure": True},
+    "dataset": {
+        "num_identity": 9,
+        "num_attribute": 3,
+        "seed": 0,
+        "truncation_psi": 1.0,
+        "shard_size": 8,
+        "batch_size": 4,
+        "chunk_size": 4,
+        "dtype": "float32",
+        "compile": False,
+    },
 }
 
 
@@ -40,6 +53,13 @@ def snakemake(*args, cwd=REPO, check=True):
     if check and proc.returncode != 0:
         pytest.fail(f"snakemake {' '.join(map(str, args))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def job_counts(dry_run_output: str) -> dict:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = dry_run_output.split("Job stats:")[1].split("total")[0]
+    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
+    return {name: int(count) for name, count in rows}
 
 
 def write_config(path: Path, cfg: dict) -> Path:
@@ -99,8 +119,20 @@ def test_tiny_pipeline_end_to_end_and_rerun_triggers(tmp_path):
     assert (tmp_path / "results" / "logs" / "generative_fields.log").read_text().count("Eq.1") == 7
     assert (tmp_path / "results" / "benchmarks" / "generative_fields.tsv").exists()
 
+    with h5py.File(tmp_path / "results" / "dataset" / "faces.h5", "r") as f:
+        assert f["images"].shape == (12, 32, 32, 3) and f["styles"].shape == (12, 84)
+        assert len(f["split/identity"]) == 9 and len(f["split/attribute"]) == 3
+    with h5py.File(tmp_path / "results" / "dataset" / "style_stats.h5", "r") as f:
+        assert f["S/std"].shape == (84,) and f["V/covariance"].shape == (16, 16)
+
     again = snakemake("-n", "--directory", tmp_path, "--configfile", cfg)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    (tmp_path / "results" / "dataset" / "shards" / "1.h5").unlink()
+    redo = snakemake("-n", "--directory", tmp_path, "--configfile", cfg).stdout
+    jobs = job_counts(redo)
+    assert jobs == {"synthesize_shard": 1, "merge_dataset": 1, "style_statistics": 1, "all": 1}, jobs
+    assert "shards/1.h5" in redo and "shards/0.h5" not in redo.split("Job stats")[0].split("output:")[1]
 
     changed = json.loads(json.dumps(TINY))
     changed["generative_fields"]["seed"] = 3

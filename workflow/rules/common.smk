@@ -21,3 +21,15 @@ def generator_weights(wildcards=None):
             "without weights, run `snakemake --profile profiles/demo`."
         )
     return path
+
+
+def dataset_shards():
+    """Shard indices of the dataset; sizes are checked here so that a bad setting fails first."""
+    ds = config["dataset"]
+    n = ds["num_identity"] + ds["num_attribute"]
+    for key in ("shard_size", "batch_size"):
+        if ds[key] % ds["chunk_size"]:
+            raise WorkflowError(
+                f"dataset.{key} ({ds[key]}) must be a multiple of dataset.chunk_size ({ds['chunk_size']})"
+            )
+    return list(range((n + ds["shard_size"] - 1) // ds["shard_size"]))
