@@ -16,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 FORMAT = "genfields-faces/1"
 ARRAYS = ("z", "w", "styles", "images", "seed")
 # Settings every shard of one dataset must share.
-SHARED_ATTRS = ("generator_sha256", "global_seed", "truncation_psi", "noise_mode", "chunk_size", "dtype", "num_faces")
+SHARED_ATTRS = ("generator_sha256", "global_seed", "truncation_psi", "noise_mode", "chunk_size", "dtype", "num_faces", "dataset_id")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ class SynthesisSettings:
     @property
     def torch_dtype(self) -> torch.dtype:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
+
+
+def dataset_id(generator_sha256: str, settings: SynthesisSettings, num_faces: int) -> str:
+    """Identity of a dataset: a hash of everything that determines its contents."""
+    spec = {"generator_sha256": generator_sha256, "num_faces": num_faces, "format": FORMAT}
+    spec.update({k: v for k, v in asdict(settings).items() if k != "compile"})
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def latents(global_seed: int, indices, z_dim: int) -> np.ndarray:
@@ -77,31 +86,55 @@ def check_sizes(num_faces: int, shard_size: int, batch_size: int, chunk_size: in
 
 
 class ChunkSynthesizer:
-    """Runs mapping, styles and synthesis on aligned chunks; results stay on the device."""
+    """Runs mapping, styles and synthesis on aligned chunks; results stay on the device.
 
-    def __init__(self, G: Generator, settings: SynthesisSettings, device: torch.device):
+    On a GPU the whole chunk (mapping, affines, synthesis, uint8 conversion) can be captured
+    once as a CUDA graph and replayed, which removes the launch overhead of ~200 small kernels.
+    The outputs are then static buffers that the next replay overwrites; copies enqueued on
+    the same stream before the next `run` are safe.
+    """
+
+    def __init__(self, G: Generator, settings: SynthesisSettings, device, cuda_graph: bool | None = None):
         self.G, self.settings, self.device = G, settings, torch.device(device)
         cuda = self.device.type == "cuda"
         self.fast = FastSynthesis(G, dtype=settings.torch_dtype, channels_last=cuda).to(self.device)
-        self.forward = self.fast
-        if settings.compile:
-            self.forward = torch.compile(self.fast, dynamic=False)
+        self.synthesize = torch.compile(self.fast, dynamic=False) if settings.compile else self.fast
+        self.cuda_graph = cuda and not settings.compile if cuda_graph is None else cuda_graph
+        self._graph = None
+
+    def _compute(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        ws = self.G.mapping(z, truncation_psi=self.settings.truncation_psi)
+        S, S_rgb = self.G.styles(ws)
+        img = self.synthesize(S, S_rgb, noise_mode=self.settings.noise_mode)
+        return {"z": z, "w": ws[:, 0].contiguous(), "styles": S, "images": to_uint8_hwc(img)}
+
+    def _capture(self) -> None:
+        self._static_z = torch.zeros([self.settings.chunk_size, self.G.z_dim], device=self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up outside the graph (cuDNN/cuBLAS handles, workspaces)
+                self._compute(self._static_z)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._static_out = self._compute(self._static_z)
 
     @torch.no_grad()
     def run(self, chunk_start: int) -> dict[str, torch.Tensor]:
         s = self.settings
         idx = np.arange(chunk_start, chunk_start + s.chunk_size)
-        z = torch.from_numpy(latents(s.global_seed, idx, self.G.z_dim)).to(self.device, non_blocking=True)
-        ws = self.G.mapping(z, truncation_psi=s.truncation_psi)
-        S, S_rgb = self.G.styles(ws)
-        img = self.forward(S, S_rgb, noise_mode=s.noise_mode)
-        return {
-            "z": z,
-            "w": ws[:, 0],
-            "styles": S,
-            "images": to_uint8_hwc(img),
-            "seed": torch.from_numpy(idx),
-        }
+        z = torch.from_numpy(latents(s.global_seed, idx, self.G.z_dim))
+        if self.cuda_graph:
+            if self._graph is None:
+                self._capture()
+            self._static_z.copy_(z.pin_memory(), non_blocking=True)
+            self._graph.replay()
+            out = dict(self._static_out)
+        else:
+            out = self._compute(z.to(self.device))
+        out["seed"] = torch.from_numpy(idx)
+        return out
 
 
 def _layer_table_json(G: Generator) -> str:
@@ -143,7 +176,7 @@ def write_shard(
     synth = synthesizer or ChunkSynthesizer(G, settings, device)
     n = stop - start
     t0 = time.perf_counter()
-    hashes = {name: hashlib.sha256() for name in ARRAYS}
+    writer_busy = [0.0]
     pending: queue.Queue = queue.Queue(maxsize=3)
     errors: list[BaseException] = []
     bar = tqdm(total=n, desc=f"faces {start}-{stop}", unit="img", disable=not progress, smoothing=0.1)
@@ -158,11 +191,11 @@ def write_shard(
                         offset, host, event = item
                         if event is not None:
                             event.synchronize()
+                        t_write = time.perf_counter()
                         count = min(len(host["seed"]), n - offset)
                         for name in ARRAYS:
-                            arr = host[name][:count].numpy()
-                            f[name][offset : offset + count] = arr
-                            hashes[name].update(np.ascontiguousarray(arr).tobytes())
+                            f[name][offset : offset + count] = host[name][:count].numpy()
+                        writer_busy[0] += time.perf_counter() - t_write
                         bar.update(count)
                 except BaseException as exc:  # surfaced in the main thread
                     errors.append(exc)
@@ -171,6 +204,7 @@ def write_shard(
 
             thread = threading.Thread(target=writer, daemon=True)
             thread.start()
+            in_flight: deque = deque()
             try:
                 for batch_start in range(start, stop, batch_size):
                     for chunk_start in range(batch_start, min(batch_start + batch_size, stop), settings.chunk_size):
@@ -181,6 +215,11 @@ def write_shard(
                         if pin:
                             event = torch.cuda.Event()
                             event.record()
+                            # Keep two chunks queued on the GPU, no more: a thread that runs further
+                            # ahead blocks inside kernel launches holding the GIL and starves the writer.
+                            in_flight.append(event)
+                            if len(in_flight) > 2:
+                                in_flight.popleft().synchronize()  # releases the GIL while it waits
                         pending.put((chunk_start - start, host, event))
                         if errors:
                             raise errors[0]
@@ -190,7 +229,6 @@ def write_shard(
                 bar.close()
             if errors:
                 raise errors[0]
-            content = hashlib.sha256("".join(hashes[k].hexdigest() for k in ARRAYS).encode()).hexdigest()
             f.attrs.update(
                 {
                     "format": FORMAT,
@@ -198,7 +236,7 @@ def write_shard(
                     "num_faces": num_faces,
                     "start": start,
                     "stop": stop,
-                    "content_sha256": content,
+                    "dataset_id": dataset_id(generator_sha256, settings, num_faces),
                     "layer_table": _layer_table_json(G),
                     "device_type": synth.device.type,
                     "cpu_threads": torch.get_num_threads() if synth.device.type == "cpu" else 0,
@@ -206,19 +244,31 @@ def write_shard(
                 }
             )
     seconds = time.perf_counter() - t0
-    log.info("wrote %s: faces %d-%d in %.1f s (%.1f images/s)", path, start, stop, seconds, n / seconds)
-    return {"faces": n, "seconds": seconds, "images_per_second": n / seconds}
+    log.info(
+        "wrote %s: faces %d-%d in %.1f s (%.1f images/s; the writer was busy %.1f s)",
+        path, start, stop, seconds, n / seconds, writer_busy[0],
+    )  # fmt: skip
+    return {"faces": n, "seconds": seconds, "images_per_second": n / seconds, "writer_busy_s": writer_busy[0]}
 
 
-def merge_shards(shard_paths, out_path, num_identity: int, num_attribute: int, block: int = 1024) -> dict:
-    """Concatenate shards (checked to be contiguous and made alike) and add the 36k/12k split."""
+def merge_shards(shard_paths, out_path, num_identity: int, num_attribute: int) -> dict:
+    """`faces.h5`: the shards (checked contiguous and made alike) joined, plus the split.
+
+    The arrays are HDF5 virtual datasets that read from the shard files (paths relative to
+    `faces.h5`), so merging copies nothing: the images are written once. A virtual dataset
+    silently reads a missing source as fill values, so always open the result with
+    `open_faces`, which checks every shard first.
+    """
+    out_path = Path(out_path)
     shard_paths = [Path(p) for p in shard_paths]
     metas = []
     for p in shard_paths:
         with h5py.File(p, "r") as f:
             if f.attrs.get("format") != FORMAT:
                 raise ValueError(f"{p}: not a genfields face shard (format {f.attrs.get('format')!r})")
-            metas.append({k: v.item() if isinstance(v, np.generic) else v for k, v in f.attrs.items()})
+            meta = {k: v.item() if isinstance(v, np.generic) else v for k, v in f.attrs.items()}
+            meta["shapes"] = {name: (f[name].shape, f[name].dtype) for name in ARRAYS}
+            metas.append(meta)
     metas_sorted = sorted(zip(metas, shard_paths), key=lambda mp: mp[0]["start"])
     first = metas_sorted[0][0]
     for meta, p in metas_sorted:
@@ -235,24 +285,57 @@ def merge_shards(shard_paths, out_path, num_identity: int, num_attribute: int, b
         raise ValueError(f"shards end at face {expected}, but the dataset has {total} faces")
     if num_identity + num_attribute != total:
         raise ValueError(f"split {num_identity} + {num_attribute} does not add up to {total} faces")
+    sources = [
+        {"path": os.path.relpath(p.resolve(), out_path.resolve().parent), "start": m["start"], "stop": m["stop"]}
+        for m, p in metas_sorted
+    ]
     with atomic_path(out_path) as tmp:
         with h5py.File(tmp, "w") as out:
-            with h5py.File(metas_sorted[0][1], "r") as f0:
-                for name in ARRAYS:
-                    d = f0[name]
-                    out.create_dataset(name, (total,) + d.shape[1:], dtype=d.dtype, chunks=d.chunks and (min(total, d.chunks[0]),) + d.chunks[1:])
-            for meta, p in metas_sorted:
-                with h5py.File(p, "r") as f:
-                    for name in ARRAYS:
-                        for a in range(0, len(f[name]), block):
-                            b = min(a + block, len(f[name]))
-                            out[name][meta["start"] + a : meta["start"] + b] = f[name][a:b]
+            for name in ARRAYS:
+                shape, dtype = first["shapes"][name]
+                layout = h5py.VirtualLayout(shape=(total,) + tuple(shape[1:]), dtype=dtype)
+                for src in sources:
+                    n = src["stop"] - src["start"]
+                    layout[src["start"] : src["stop"]] = h5py.VirtualSource(src["path"], name, shape=(n,) + tuple(shape[1:]))
+                out.create_virtual_dataset(name, layout)
             out.create_dataset("split/identity", data=np.arange(0, num_identity, dtype=np.int64))
             out.create_dataset("split/attribute", data=np.arange(num_identity, total, dtype=np.int64))
-            content = hashlib.sha256("".join(m["content_sha256"] for m, _ in metas_sorted).encode()).hexdigest()
-            out.attrs.update({k: v for k, v in first.items() if k not in ("start", "stop", "content_sha256")})
-            out.attrs.update({"num_shards": len(shard_paths), "content_sha256": content})
-    return {"faces": total, "shards": len(shard_paths)}
+            out.attrs.update({k: v for k, v in first.items() if k not in ("start", "stop", "shapes")})
+            out.attrs.update(
+                {
+                    "num_shards": len(sources),
+                    "shards": json.dumps(sources),
+                    "num_identity": num_identity,
+                    "num_attribute": num_attribute,
+                }
+            )
+    return {"faces": total, "shards": len(sources)}
+
+
+def open_faces(path) -> h5py.File:
+    """Open `faces.h5` for reading after checking that every shard it reads from is there and
+    is the shard it was merged from (same dataset and face range)."""
+    path = Path(path)
+    f = h5py.File(path, "r")
+    try:
+        for src in json.loads(f.attrs["shards"]):
+            shard = path.parent / src["path"]
+            if not shard.exists():
+                raise FileNotFoundError(
+                    f"{path} reads faces {src['start']}-{src['stop']} from {shard}, which is missing; "
+                    f"regenerate it (snakemake {shard}) or rerun the dataset stage"
+                )
+            with h5py.File(shard, "r") as s:
+                same = s.attrs.get("dataset_id") == f.attrs["dataset_id"] and (
+                    int(s.attrs["start"]),
+                    int(s.attrs["stop"]),
+                ) == (src["start"], src["stop"])
+            if not same:
+                raise ValueError(f"{shard} is not the shard {path} was merged from; rerun the merge_dataset rule")
+    except BaseException:
+        f.close()
+        raise
+    return f
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,14 +377,14 @@ class RunningMoments:
 
 def compute_style_stats(faces_path, out_path, block: int = 2048, ddof: int = 1) -> dict:
     """`style_stats.h5`: S mean/std over all faces; v mean, covariance and its eigenbasis."""
-    with h5py.File(faces_path, "r") as f:
+    with open_faces(faces_path) as f:
         styles, w = f["styles"], f["w"]
         s_moments = RunningMoments(styles.shape[1], covariance=False)
         v_moments = RunningMoments(w.shape[1], covariance=True)
         for a in tqdm(range(0, len(styles), block), desc="style statistics", unit="block"):
             s_moments.update(styles[a : a + block])
             v_moments.update(invert_last_lrelu(w[a : a + block]))
-        source = {k: f.attrs[k] for k in ("content_sha256", "generator_sha256", "truncation_psi", "global_seed")}
+        source = {k: f.attrs[k] for k in ("dataset_id", "generator_sha256", "truncation_psi", "global_seed")}
     cov = v_moments.variance(ddof)
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
     order = np.argsort(eigenvalues)[::-1]

@@ -72,7 +72,9 @@ def _shard_in_process(gen_path, out, start, stop, batch_size, settings):
 
 
 def read_all(path):
-    with h5py.File(path, "r") as f:
+    from pipeline_lib.dataset import open_faces
+
+    with open_faces(path) as f:
         return {k: f[k][()] for k in ("z", "w", "styles", "images", "seed")}
 
 
@@ -116,16 +118,17 @@ def test_faces_equal_the_reference_generator(tiny_G, tmp_path):
 
 def test_file_schema_and_attributes(tiny_G, tmp_path):
     path = build(tiny_G, tmp_path, 16, 8)
+    with h5py.File(tmp_path / "0.h5", "r") as shard:
+        assert shard["images"].chunks == (1, 32, 32, 3)  # one image per chunk: cheap random reads
     with h5py.File(path, "r") as f:
         assert f["z"].shape == (N, 16) and f["z"].dtype == np.float32
         assert f["styles"].shape == (N, tiny_G.style_dim) and f["styles"].dtype == np.float32
         assert f["images"].shape == (N, 32, 32, 3) and f["images"].dtype == np.uint8
-        assert f["images"].chunks == (1, 32, 32, 3)
         assert f["seed"].dtype == np.int64
         assert list(f["split/identity"][()]) == list(range(18))
         assert list(f["split/attribute"][()]) == list(range(18, 24))
         assert f.attrs["truncation_psi"] == 0.8 and f.attrs["global_seed"] == 7 and f.attrs["chunk_size"] == 4
-        assert f.attrs["generator_sha256"] == "sha" and len(f.attrs["content_sha256"]) == 64
+        assert f.attrs["generator_sha256"] == "sha" and len(f.attrs["dataset_id"]) == 64
         table = json.loads(f.attrs["layer_table"])
         assert [row["paper_name"] for row in table if row["kind"] == "conv"] == [f"conv{i}" for i in range(7)]
         assert {"stylespace_name", "offset", "style_dim", "resolution", "generative_field"} <= set(table[0])
@@ -212,7 +215,7 @@ def test_style_statistics_match_a_two_pass_numpy_reference(tiny_G, tmp_path):
         values, vectors = f["V/eigenvalues"][()], f["V/eigenvectors"][()]
         assert np.all(np.diff(values) <= 0)
         np.testing.assert_allclose(vectors @ np.diag(values) @ vectors.T, cov, atol=1e-9)
-        assert f.attrs["num_faces"] == N and f.attrs["source_content_sha256"] == h5py.File(faces)["/"].attrs["content_sha256"]
+        assert f.attrs["num_faces"] == N and f.attrs["source_dataset_id"] == h5py.File(faces)["/"].attrs["dataset_id"]
 
 
 def test_v_undoes_the_last_leaky_relu():
@@ -220,3 +223,22 @@ def test_v_undoes_the_last_leaky_relu():
     assert invert_last_lrelu(w).tolist() == [-5.0, 0.0, 2.0]
     h = torch.tensor([-3.0, 0.5])
     assert torch.allclose(torch.from_numpy(invert_last_lrelu(torch.nn.functional.leaky_relu(h, 0.2).numpy())), h)
+
+
+def test_merged_file_reads_from_the_shards_and_refuses_a_missing_one(tiny_G, tmp_path, monkeypatch):
+    from pipeline_lib.dataset import open_faces
+
+    faces = build(tiny_G, tmp_path, 8, 8)
+    with open_faces(faces) as f:
+        assert f["images"].is_virtual and f["images"][20].shape == (32, 32, 3)
+    elsewhere = tmp_path / "moved"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # relative shard paths resolve from the merged file, not the cwd
+    with open_faces(faces) as f:
+        assert np.array_equal(f["seed"][()], np.arange(N))
+    (tmp_path / "1.h5").rename(tmp_path / "1.bak")
+    with pytest.raises(FileNotFoundError, match=r"reads faces 8-16 from .*1.h5, which is missing"):
+        open_faces(faces)
+    write_shard(tmp_path / "1.h5", tiny_G, "sha", 8, 16, N, SynthesisSettings(global_seed=1, chunk_size=4), 8, progress=False)
+    with pytest.raises(ValueError, match="is not the shard"):
+        open_faces(faces)
