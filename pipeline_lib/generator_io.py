@@ -16,6 +16,7 @@ Command line: `python -m pipeline_lib.generator_io export SNAPSHOT.pkl OUT.pt`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -219,7 +220,7 @@ def infer_config(state_dict: dict, path, kwargs: dict | None = None) -> Generato
             where,
             TRAIN_PY_CONV_CLAMP,
         )
-        cfg = GeneratorConfig(**{**cfg.__dict__, "conv_clamp": TRAIN_PY_CONV_CLAMP})
+        cfg = dataclasses.replace(cfg, conv_clamp=TRAIN_PY_CONV_CLAMP)
     _check_stored_kwargs(cfg, kwargs, where)
     return cfg
 

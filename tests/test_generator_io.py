@@ -140,3 +140,11 @@ def test_paper256_architecture_is_inferred_from_shapes(paper256_structure):
     assert list(ours) == list(shapes)  # same order as the official state_dict
     n_params = sum(p.numel() for p in G.parameters())
     assert n_params == paper256_structure["param_count"] == 24_767_458
+
+
+def test_export_command_line(official_pkl, tmp_path, capsys):
+    from pipeline_lib.generator_io import main
+
+    main(["export", str(official_pkl), str(tmp_path / "g.pt")])
+    assert "wrote" in capsys.readouterr().out
+    assert (tmp_path / "g.pt").exists() and (tmp_path / "g.json").exists()
