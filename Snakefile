@@ -2,8 +2,11 @@
 # Rules only wire files to workflow/scripts/*, which call pipeline_lib (see DESIGN in README).
 
 import os
+import sys
 
 from snakemake.utils import min_version, validate
+
+sys.path.insert(0, workflow.basedir)  # the rules read pipeline_lib's registry of weights
 
 min_version("8.0")
 
@@ -19,6 +22,7 @@ RESULTS = config["results"]
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/weights.smk"
 include: "workflow/rules/generator.smk"
 include: "workflow/rules/generative_fields.smk"
 include: "workflow/rules/dataset.smk"

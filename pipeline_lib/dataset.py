@@ -422,7 +422,8 @@ def num_faces_of(dataset_cfg: dict) -> int:
 def run_shard_job(generator_path, out_path, shard_index: int, dataset_cfg: dict, device_name: str = "auto") -> dict:
     """One `synthesize_shard` job: shard `shard_index` of the dataset that `dataset_cfg` describes."""
     from .devices import resolve_device
-    from .generator_io import file_sha256, load_generator
+    from .checksums import file_sha256
+    from .generator_io import load_generator
 
     device = resolve_device(device_name)
     n = num_faces_of(dataset_cfg)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import io
 import json
 import logging
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path
+from .checksums import file_sha256
 from .stylegan2 import Generator, GeneratorConfig
 
 log = logging.getLogger(__name__)
@@ -324,14 +324,6 @@ def export_snapshot(pkl_path, out_path) -> Generator:
         if not torch.equal(a, b):
             raise WeightsError(f"{out_path}: export verification failed at {k}")
     return G
-
-
-def file_sha256(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def main(argv=None) -> None:

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from .atomic import write_json_atomic
-from .generator_io import file_sha256
+from .checksums import file_sha256
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -93,12 +93,19 @@ def test_wrong_type_fails_naming_the_value(tmp_path):
     assert "'zero' is not of type 'integer'" in proc.stdout + proc.stderr
 
 
-def test_missing_generator_weights_are_explained(tmp_path):
-    proc = snakemake("-n", "--directory", tmp_path, check=False)
-    assert proc.returncode != 0
+def test_pretrained_files_come_from_the_download_rule_or_are_explained(tmp_path):
+    proc = snakemake("-n", "--directory", tmp_path)
+    assert "download_weights" in proc.stdout and "resources/weights/ffhq70k-paper256-ada.pkl" in proc.stdout
+
+    cfg = write_config(tmp_path / "mine.yaml", {"generator": {"weights": "/data/mine/G.pkl"}})
+    proc = snakemake("-n", "--directory", tmp_path, "--configfile", cfg, check=False)
     out = proc.stdout + proc.stderr
-    assert "Generator weights not found: resources/weights/ffhq70k-paper256-ada.pkl" in out
-    assert "profiles/demo" in out
+    assert proc.returncode != 0 and "Missing pretrained file /data/mine/G.pkl" in out
+    assert "ffhq70k-paper256-ada.pkl" in out and "nvlabs-fi-cdn.nvidia.com" in out
+
+    cfg = write_config(tmp_path / "typo.yaml", {"weights": {"dir": "w", "files": {"arcfce": "x.pth"}}})
+    proc = snakemake("-n", "--directory", tmp_path, "--configfile", cfg, check=False)
+    assert proc.returncode != 0 and "['arcfce'], which are not in the registry" in proc.stdout + proc.stderr
 
 
 def test_demo_profile_dry_run_lists_the_dag():

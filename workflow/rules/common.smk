@@ -1,8 +1,19 @@
 # Shared helpers for the rules: paths and inputs derived from config.
 
+import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+
+from pipeline_lib.weights_registry import BY_FILENAME, REGISTRY, how_to_get
+
+WEIGHTS_DIR = config["weights"]["dir"]
+_unknown = sorted(set(config["weights"]["files"]) - set(REGISTRY))
+if _unknown:
+    raise WorkflowError(
+        f"config weights.files names {_unknown}, which are not in the registry; "
+        f"known names: {sorted(REGISTRY)}"
+    )
 
 
 def results(path):
@@ -10,17 +21,32 @@ def results(path):
     return f"{RESULTS}/{path}"
 
 
-def generator_weights(wildcards=None):
-    """The generator file; its absence is explained, not reported as a bare missing input."""
-    path = config["generator"]["weights"]
-    if config["generator"].get("random_init") is None and not Path(path).exists():
-        raise WorkflowError(
-            f"Generator weights not found: {path}\n"
-            "Put NVIDIA's StyleGAN2-ADA FFHQ-256 paper256 snapshot (ffhq70k-paper256-ada.pkl) there, "
-            "or point `generator.weights` in config.yaml at a .pkl/.pt file. To try the pipeline "
-            "without weights, run `snakemake --profile profiles/demo`."
-        )
+def weights_path(name):
+    """Where registry entry `name` is read from: the user's file, or the download folder."""
+    if name == "stylegan2_ffhq256":
+        return config["generator"]["weights"]
+    return config["weights"]["files"].get(name) or f"{WEIGHTS_DIR}/{REGISTRY[name].filename}"
+
+
+def weights_input(name):
+    """Input function for a registry file. A file the download rule can make is left to it;
+    any other missing file stops the run before it starts, saying where to get it."""
+
+    def path(wildcards=None):
+        p = weights_path(name)
+        downloadable = p == f"{WEIGHTS_DIR}/{REGISTRY[name].filename}"
+        if not Path(p).exists() and not downloadable:
+            raise WorkflowError(f"Missing pretrained file {p}.\n{how_to_get(REGISTRY[name], p)}")
+        return p
+
     return path
+
+
+def generator_weights(wildcards=None):
+    """The generator file: the demo's random one, or the registry's (downloadable) snapshot."""
+    if config["generator"].get("random_init") is not None:
+        return config["generator"]["weights"]
+    return weights_input("stylegan2_ffhq256")()
 
 
 def dataset_shards():
