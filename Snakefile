@@ -26,6 +26,7 @@ include: "workflow/rules/weights.smk"
 include: "workflow/rules/generator.smk"
 include: "workflow/rules/generative_fields.smk"
 include: "workflow/rules/dataset.smk"
+include: "workflow/rules/annotation.smk"
 
 
 rule all:
@@ -33,3 +34,4 @@ rule all:
     input:
         rules.generative_fields.output,
         rules.style_statistics.output,
+        rules.annotate_dataset.output,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import yaml
 
@@ -18,19 +19,26 @@ BIN = Path(sys.executable).parent
 TINY = {
     "results": "results",
     "device": "cpu",
+    "weights": {"dir": "results/weights", "files": {}, "random_init": True},
     "generator": {
         "weights": "results/generator/tiny.pt",
         "random_init": {
             "seed": 1,
             "z_dim": 16,
             "w_dim": 16,
-            "img_resolution": 32,
+            "img_resolution": 256,  # the encoders expect 256x256 aligned faces
             "num_mapping_layers": 2,
-            "channel_base": 128,
-            "channel_max": 16,
+            "channel_base": 2048,
+            "channel_max": 8,
             "conv_clamp": 256,
         },
     },
+    "encoders": {
+        "landmarks": {"train": "3ddfa_mb05", "eval": "fan"},
+        "identity": "arcface_ir_se50",
+        "attribute": "inception_v3",
+    },
+    "annotation": {"batch_size": 6},
     "generative_fields": {"seed": 0, "measure": True},
     "dataset": {
         "num_identity": 9,
@@ -44,6 +52,9 @@ TINY = {
         "compile": False,
     },
 }
+
+
+STYLE_DIM = 8 * 13  # channel_max 8 at every conv layer
 
 
 def snakemake(*args, cwd=REPO, check=True):
@@ -116,27 +127,40 @@ def test_demo_profile_dry_run_lists_the_dag():
 def test_tiny_pipeline_end_to_end_and_rerun_triggers(tmp_path):
     cfg = write_config(tmp_path / "tiny.yaml", TINY)
     # an interrupted run that finished one shard: the rerun makes only the missing one
-    snakemake("results/dataset/shards/0.h5", "--cores", 1, "--directory", tmp_path, "--configfile", cfg)
+    snakemake("results/dataset/shards/0.h5", "--cores", 2, "--directory", tmp_path, "--configfile", cfg)
     proc = snakemake("-n", "--directory", tmp_path, "--configfile", cfg)
     plan = job_counts(proc.stdout + proc.stderr)
-    assert plan == {"generative_fields": 1, "synthesize_shard": 1, "merge_dataset": 1, "style_statistics": 1, "all": 1}
+    assert plan == {
+        "random_weights": 7,
+        "generative_fields": 1,
+        "synthesize_shard": 1,
+        "merge_dataset": 1,
+        "annotate_dataset": 1,
+        "style_statistics": 1,
+        "all": 1,
+    }
     assert "results/dataset/shards/1.h5" in proc.stdout
 
-    snakemake("--cores", 1, "--directory", tmp_path, "--configfile", cfg)
+    snakemake("--cores", 2, "--directory", tmp_path, "--configfile", cfg)
     out = tmp_path / "results" / "generative_fields"
     table = (out / "table.csv").read_text().splitlines()
-    assert table[0].startswith("layer,ada_name,stylespace") and len(table) == 1 + 7
+    assert table[0].startswith("layer,ada_name,stylespace") and len(table) == 1 + 13
     assert (out / "figure.png").stat().st_size > 10_000
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["params"] == {"seed": 0, "measure": True}
     assert len(prov["inputs"]["generator"]["sha256"]) == 64
-    assert (tmp_path / "results" / "logs" / "generative_fields.log").read_text().count("Eq.1") == 7
+    assert (tmp_path / "results" / "logs" / "generative_fields.log").read_text().count("Eq.1") == 13
     assert (tmp_path / "results" / "benchmarks" / "generative_fields.tsv").exists()
     with h5py.File(tmp_path / "results" / "dataset" / "faces.h5", "r") as f:
-        assert f["images"].shape == (12, 32, 32, 3) and f["styles"].shape == (12, 84)
+        assert f["images"].shape == (12, 256, 256, 3) and f["styles"].shape == (12, STYLE_DIM)
         assert len(f["split/identity"]) == 9 and len(f["split/attribute"]) == 3
     with h5py.File(tmp_path / "results" / "dataset" / "style_stats.h5", "r") as f:
-        assert f["S/std"].shape == (84,) and f["V/covariance"].shape == (16, 16)
+        assert f["S/std"].shape == (STYLE_DIM,) and f["V/covariance"].shape == (16, 16)
+    with h5py.File(tmp_path / "results" / "dataset" / "annotations.h5", "r") as f:
+        assert f["landmarks/3ddfa_mb05"].shape == (12, 68, 3) and f["pose/fan"].shape == (12, 3)
+        assert f["identity"].shape == (12, 512) and f["attribute"].shape == (12, 2048)
+        assert np.isfinite(f["landmarks/fan"][()]).all() and np.allclose(np.linalg.norm(f["identity"][()], axis=1), 1)
+        assert f.attrs["landmarks_eval"] == "fan" and "arcface_ir_se50" in f.attrs["weights_sha256"]
     assert "wrote results/dataset/shards/1.h5" in (tmp_path / "results/logs/synthesize_shard/1.log").read_text()
 
     again = snakemake("-n", "--directory", tmp_path, "--configfile", cfg)

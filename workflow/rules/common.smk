@@ -5,6 +5,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from pipeline_lib.encoders import weights_needed
 from pipeline_lib.weights_registry import BY_FILENAME, REGISTRY, how_to_get
 
 WEIGHTS_DIR = config["weights"]["dir"]
@@ -59,3 +60,16 @@ def dataset_shards():
                 f"dataset.{key} ({ds[key]}) must be a multiple of dataset.chunk_size ({ds['chunk_size']})"
             )
     return list(range((n + ds["shard_size"] - 1) // ds["shard_size"]))
+
+
+def encoder_weight_names():
+    """Registry names of every file the configured encoders are built from."""
+    enc = config["encoders"]
+    kinds = [enc["landmarks"]["train"], enc["landmarks"]["eval"], enc["identity"], enc["attribute"]]
+    return sorted({name for kind in kinds for name in weights_needed(kind)})
+
+
+def annotation_inputs(wildcards):
+    inputs = {"faces": results("dataset/faces.h5")}
+    inputs.update({name: weights_input(name)() for name in encoder_weight_names()})
+    return inputs

@@ -1,0 +1,95 @@
+"""Annotations of the dataset's faces, computed once so that training and evaluation reuse them:
+68 landmarks and head pose from each landmark detector, identity embeddings and attribute
+features, in `annotations.h5`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .dataset import open_faces
+
+log = logging.getLogger(__name__)
+
+
+def images_to_tensor(batch: np.ndarray, device) -> torch.Tensor:
+    """uint8 NHWC from disk -> float [-1, 1] NCHW, the library's image convention."""
+    x = torch.from_numpy(batch).to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+@torch.no_grad()
+def annotate_faces(
+    faces_path,
+    out_path,
+    landmark_encoders: dict,
+    identity_encoder,
+    attribute_encoder,
+    batch_size: int = 64,
+    device="cpu",
+    attrs: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run every encoder over every face of `faces.h5` in batches and write `annotations.h5`.
+
+    landmark_encoders: {name: LandmarkEncoder}, stored under `landmarks/<name>`, `pose/<name>`.
+    """
+    t0 = time.perf_counter()
+    with open_faces(faces_path) as faces, atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+        images = faces["images"]
+        n = len(images)
+        for name in landmark_encoders:
+            out.create_dataset(f"landmarks/{name}", (n, 68, 3), dtype="f4")
+            out.create_dataset(f"pose/{name}", (n, 3), dtype="f4")
+        out.create_dataset("identity", (n, identity_encoder.dim), dtype="f4")
+        out.create_dataset("attribute", (n, attribute_encoder.dim), dtype="f4")
+        for a in tqdm(range(0, n, batch_size), desc="annotating faces", unit="batch", disable=not progress):
+            b = min(a + batch_size, n)
+            x = images_to_tensor(images[a:b], device)
+            for name, encoder in landmark_encoders.items():
+                landmarks, pose = encoder.landmarks_and_pose(x)
+                out[f"landmarks/{name}"][a:b] = landmarks.float().cpu().numpy()
+                out[f"pose/{name}"][a:b] = pose.float().cpu().numpy()
+            out["identity"][a:b] = identity_encoder.embed(x).float().cpu().numpy()
+            out["attribute"][a:b] = attribute_encoder.embed(x).float().cpu().numpy()
+        out.attrs.update(
+            {
+                "num_faces": n,
+                "source_dataset_id": faces.attrs["dataset_id"],
+                "pose_order": "yaw, pitch, roll (degrees)",
+                **(attrs or {}),
+            }
+        )
+    seconds = time.perf_counter() - t0
+    log.info("annotated %d faces in %.1f s (%.1f faces/s) into %s", n, seconds, n / seconds, out_path)
+    return {"faces": n, "seconds": seconds}
+
+
+def run_annotation_job(faces_path, out_path, encoders_cfg: dict, files: dict, batch_size: int, device_name="auto"):
+    """The `annotate_dataset` job: build the configured encoders from `files` and annotate."""
+    import json
+
+    from .checksums import file_sha256
+    from .devices import resolve_device
+    from .encoders import build_encoder
+
+    device = resolve_device(device_name)
+    kinds = dict.fromkeys([encoders_cfg["landmarks"]["train"], encoders_cfg["landmarks"]["eval"]])
+    landmark_encoders = {kind: build_encoder(kind, files, device) for kind in kinds}
+    identity = build_encoder(encoders_cfg["identity"], files, device)
+    attribute = build_encoder(encoders_cfg["attribute"], files, device)
+    attrs = {
+        "landmarks_train": encoders_cfg["landmarks"]["train"],
+        "landmarks_eval": encoders_cfg["landmarks"]["eval"],
+        "identity_encoder": encoders_cfg["identity"],
+        "attribute_encoder": encoders_cfg["attribute"],
+        "weights_sha256": json.dumps({name: file_sha256(path) for name, path in sorted(files.items())}),
+    }
+    return annotate_faces(faces_path, out_path, landmark_encoders, identity, attribute, batch_size, device, attrs)
