@@ -47,7 +47,7 @@ def test_unavailable_files_say_where_to_get_them(tmp_path):
         download(arcface, tmp_path / "model_ir_se50.pth")
     assert "weights.files.arcface_ir_se50" in str(err.value)
     gone = dataclasses.replace(REGISTRY["fan_3d"], url=(tmp_path / "nowhere.zip").as_uri())
-    with pytest.raises(WeightsUnavailable, match=r"could not download 3DFAN4-4a694010b9.zip .*put it there"):
+    with pytest.raises(WeightsUnavailable, match=r"could not download 3DFAN4-7835d9f11d.pth.tar .*put it there"):
         download(gone, tmp_path / "fan.zip")
     assert config_key(REGISTRY["stylegan2_ffhq256"]) == "generator.weights"
     assert "nvlabs-fi-cdn.nvidia.com" in how_to_get(REGISTRY["stylegan2_ffhq256"], "x.pkl")
