@@ -6,10 +6,6 @@ so the workflow can declare them as inputs and the library can build the encoder
 
 from __future__ import annotations
 
-import torch
-
-from .base import EmbeddingEncoder, LandmarkEncoder
-
 LANDMARK_BACKENDS = {
     "3ddfa_mb1": ("tddfa_mb1", "tddfa_param_mean_std", "bfm_68_landmarks"),
     "3ddfa_mb05": ("tddfa_mb05", "tddfa_param_mean_std", "bfm_68_landmarks"),
@@ -27,8 +23,12 @@ def weights_needed(kind: str) -> tuple[str, ...]:
         raise ValueError(f"unknown encoder {kind!r}; known: {sorted(BACKENDS)}") from None
 
 
-def build_encoder(kind: str, files: dict[str, str], device="cpu") -> LandmarkEncoder | EmbeddingEncoder:
-    """The frozen encoder `kind`, built from `files` (registry name -> local path)."""
+def build_encoder(kind: str, files: dict[str, str], device="cpu"):
+    """The frozen encoder `kind` (a LandmarkEncoder or EmbeddingEncoder, see base.py), built
+    from `files` (registry name -> local path). Imports torch only here, so that the workflow
+    can read the tables above cheaply."""
+    import torch
+
     paths = [files[name] for name in weights_needed(kind)]
     if kind.startswith("3ddfa"):
         from .tddfa import TDDFA

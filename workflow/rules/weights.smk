@@ -19,6 +19,10 @@ if config["weights"].get("random_init"):
 
 else:
 
+    # On the machine that runs Snakemake (a cluster's login node), which usually has internet.
+    localrules:
+        download_weights,
+
     rule download_weights:
         output:
             f"{WEIGHTS_DIR}/{{filename}}",

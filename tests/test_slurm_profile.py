@@ -1,0 +1,268 @@
+"""profiles/slurm with the real snakemake-executor-plugin-slurm, against stand-in SLURM commands.
+
+tests/fake_slurm/ holds sbatch, srun, sacct, squeue, scancel, sinfo, scontrol and sacctmgr that
+run every job on this machine (see tests/fake_slurm/_fake_slurm.py). The tests put that folder
+first on PATH, give it a state folder, run the tiny pipeline through the profile, and read what
+was submitted from the state folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+
+from test_workflow import TINY, job_counts, write_config
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FAKE = REPO / "tests" / "fake_slurm"
+PROFILE = REPO / "profiles" / "slurm"
+GPU_RULES = {"synthesize_shard", "annotate_dataset"}
+DEFAULT_PARTITION = "cpu"  # the one the fake `sinfo` marks with *
+
+# The tiny config without the field measurement (the pipeline test covers it): every SLURM job
+# is a fresh Python that imports torch, so job count and length set this test's duration.
+SMALL = json.loads(json.dumps(TINY))
+SMALL["generative_fields"]["measure"] = False
+
+# The demo's stand-ins for downloaded files, made locally before the SLURM run (on a cluster
+# they come from download_weights); eight more SLURM jobs would add about a minute on 2 cores.
+STAND_INS = ["random_weights", "random_generator"]
+
+
+def slurm_env(state: Path) -> dict:
+    """This environment without any real SLURM job context, the fake commands first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
+    env.update(
+        PATH=os.pathsep.join([str(FAKE), str(BIN), os.environ.get("PATH", "")]),
+        FAKE_SLURM_STATE=str(state),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def snakemake(*args, cwd: Path, env: dict, timeout: float):
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *map(str, args)]
+    try:
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        # the leftover SLURM jobs are stopped by the callers (kill_leftovers)
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout or ""
+        pytest.fail(f"snakemake {' '.join(map(str, args))} ran past {timeout} s:\n{out[-3000:]}")
+
+
+def slurm_run(*args, cwd: Path, state: Path, profile: Path = PROFILE, timeout: float = 420):
+    """snakemake through a SLURM profile. Status checks start after 1 s instead of the plugin's
+    40 s (a value for a real scheduler); everything else comes from the profile."""
+    return snakemake(
+        "--profile",
+        profile,
+        "--directory",
+        cwd,
+        "--slurm-init-seconds-before-status-checks",
+        1,
+        *args,
+        cwd=cwd,
+        env=slurm_env(state),
+        timeout=timeout,
+    )
+
+
+def jobs(state: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((state / "jobs").glob("*.json"))]
+
+
+def calls(state: Path, command: str) -> list[list[str]]:
+    log = state / "calls.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [rec["argv"] for rec in map(json.loads, lines) if rec["cmd"] == command]
+
+
+def rule_of(job: dict) -> str:
+    """The plugin's --comment is rule_<rule> or rule_<rule>_wildcards_<values>."""
+    return re.fullmatch(r"rule_(.+?)(?:_wildcards_.*)?", job["comment"]).group(1)
+
+
+def kill_leftovers(state: Path) -> None:
+    """Stop any job still running (only after a failed or timed-out run)."""
+    for job in jobs(state) if (state / "jobs").exists() else []:
+        if job["state"] in ("PENDING", "RUNNING"):
+            for pid, kill in ((job.get("pgid"), os.killpg), (job.get("pid"), os.kill)):
+                if pid:
+                    try:
+                        kill(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+
+
+def expected_resources(profile: dict, rule: str) -> dict:
+    res = dict(profile.get("default-resources") or {})
+    res.update((profile.get("set-resources") or {}).get(rule) or {})
+    return res
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    """The tiny pipeline through profiles/slurm, once for the tests below."""
+    work = tmp_path_factory.mktemp("slurm_run")
+    state = work / "slurm_state"
+    cfg = write_config(work / "small.yaml", SMALL)
+    local = snakemake(
+        "--directory",
+        work,
+        "--configfile",
+        cfg,
+        "--cores",
+        2,
+        "--until",
+        *STAND_INS,
+        cwd=work,
+        env=slurm_env(state),
+        timeout=300,
+    )
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    try:
+        proc = slurm_run("--configfile", cfg, cwd=work, state=state)
+        yield work, state, proc
+    finally:
+        kill_leftovers(state)
+
+
+def test_dry_run_lists_the_full_reproduction_without_slurm_installed(tmp_path):
+    # a dry run plans without submitting: it works on a laptop with no SLURM commands at all
+    env = {**os.environ, "PATH": os.pathsep.join([str(BIN), "/usr/bin", "/bin"])}
+    proc = snakemake("-n", "--profile", PROFILE, "--directory", tmp_path, cwd=tmp_path, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert job_counts(proc.stdout + proc.stderr) == {
+        "download_weights": 8,
+        "generative_fields": 1,
+        "synthesize_shard": 4,
+        "merge_dataset": 1,
+        "annotate_dataset": 1,
+        "style_statistics": 1,
+        "all": 1,
+    }
+    # the profile's per-rule resources reach the jobs
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    ann = expected_resources(profile, "annotate_dataset")
+    assert re.search(rf"mem_mb={ann['mem_mb']},.*runtime={ann['runtime']},.*gpu=1", proc.stdout + proc.stderr)
+
+
+def test_pipeline_runs_through_the_slurm_profile(pipeline_run):
+    work, state, proc = pipeline_run
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+
+    # the targets, made by jobs that ran as SLURM jobs
+    res = work / "results"
+    assert len((res / "generative_fields" / "table.csv").read_text().splitlines()) == 1 + 13
+    with h5py.File(res / "dataset" / "annotations.h5", "r") as f:
+        assert f["identity"].shape == (12, 512) and f["pose/fan"].shape == (12, 3)
+    with h5py.File(res / "dataset" / "style_stats.h5", "r") as f:
+        assert f["V/covariance"].shape == (16, 16)
+
+    submitted = jobs(state)
+    assert Counter(map(rule_of, submitted)) == {
+        "generative_fields": 1,
+        "synthesize_shard": 2,
+        "merge_dataset": 1,
+        "style_statistics": 1,
+        "annotate_dataset": 1,
+    }  # `all` has no job of its own: Snakemake finishes it locally
+    assert all(job["state"] == "COMPLETED" for job in submitted), [(j["id"], j["state"]) for j in submitted]
+
+    # job ids: unique, and the ones the plugin parsed from sbatch --parsable
+    reported = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
+    assert sorted(reported, key=int) == sorted((job["id"] for job in submitted), key=int)
+    assert len(set(reported)) == len(reported)
+
+    # one run id as job name, which the status queries filter on
+    run_ids = {job["name"] for job in submitted}
+    assert len(run_ids) == 1
+    status_queries = calls(state, "sacct") + calls(state, "squeue")
+    assert any(q[q.index("--name") + 1] == next(iter(run_ids)) for q in status_queries if "--name" in q)
+
+    # every sbatch command line against the profile
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    assert len(calls(state, "sbatch")) == len(submitted)
+    for job in submitted:
+        rule = rule_of(job)
+        opts = job["options"]  # the command line as the fake sbatch parsed it
+        want = expected_resources(profile, rule)
+        where = f"{rule}: sbatch {' '.join(job['argv'])[:400]}"
+        assert opts["mem"] == str(want["mem_mb"]), where
+        assert opts["time"] == str(want["runtime"]), where
+        assert opts["cpus-per-task"] == str(want["cpus_per_task"]), where
+        assert opts["partition"] == want.get("slurm_partition", DEFAULT_PARTITION), where
+        assert ("requeue" in opts) == bool(profile.get("slurm-requeue")), where
+        assert "gres" not in opts, where  # GPUs are asked for with --gpus only
+        if rule in GPU_RULES:
+            model = want.get("gpu_model")
+            assert opts.get("gpus") == (f"{model}:1" if model else "1"), where
+        else:
+            assert "gpus" not in opts and opts.get("ntasks") == "1", where
+        assert Path(opts["chdir"]).resolve() == work.resolve() and "wrap" in opts, where
+
+    # inside each job, the jobstep plugin ran the rule in one srun step with the job's GPU
+    steps = [json.loads(line) for line in (state / "srun.log").read_text().splitlines()]
+    assert sorted(s["job"] for s in steps) == sorted(job["id"] for job in submitted)
+    rules = {job["id"]: rule_of(job) for job in submitted}
+    for step in steps:
+        assert ("--gpus=1" in step["argv"]) == (rules[step["job"]] in GPU_RULES), step
+
+    # nothing left queued or running
+    assert calls(state, "scancel") == []
+
+
+def test_account_and_partition_are_checked_and_passed(tmp_path):
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    cfg = write_config(tmp_path / "small.yaml", SMALL)
+
+    def run_with(account: str, name: str):
+        mine = json.loads(json.dumps(profile))
+        mine["default-resources"].update(slurm_account=account, slurm_partition="cpu")
+        (tmp_path / name).mkdir()
+        write_config(tmp_path / name / "config.yaml", mine)
+        work, state = tmp_path / f"{name}_work", tmp_path / f"{name}_state"
+        work.mkdir()
+        try:
+            return (
+                work,
+                state,
+                slurm_run(
+                    "results/generator/tiny.pt",
+                    "--configfile",
+                    cfg,
+                    cwd=work,
+                    state=state,
+                    profile=tmp_path / name,
+                    timeout=240,
+                ),
+            )
+        finally:
+            kill_leftovers(state)
+
+    # an account the user has: validated with sacctmgr, then passed as -A
+    work, state, proc = run_with("genfields-test", "good")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert (work / "results" / "generator" / "tiny.pt").exists()
+    assert any("list" in argv and "user" in argv for argv in calls(state, "sacctmgr"))
+    (job,) = jobs(state)
+    opts = job["options"]
+    assert opts["account"] == "genfields-test" and opts["partition"] == "cpu"
+
+    # a typo: refused before anything is submitted, naming the account
+    work, state, proc = run_with("genfeilds-test", "typo")
+    assert proc.returncode != 0
+    assert "The given account genfeilds-test appears to be invalid" in proc.stdout + proc.stderr
+    assert calls(state, "sbatch") == []
