@@ -1,10 +1,8 @@
 """Loading official snapshots without NVIDIA code, refusing anything else, and exporting."""
 
-import io
 import json
 import os
 import pickle
-from pathlib import Path
 
 import pytest
 import torch

@@ -9,13 +9,12 @@ and feed the [-1, 1] pixels unchanged (TreB1eN normalises (x - 0.5) / 0.5, which
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..generator_io import WeightsError
+from .checkpoints import check_state_dict, read_torch_state_dict
 from .base import EmbeddingEncoder, freeze
 
 # pSp/e4e `IDLoss.extract_feats` on 256x256 images: x[:, :, 35:223, 32:220], then 112x112.
@@ -127,32 +126,8 @@ class IdentityEncoder(EmbeddingEncoder):
 
 
 def load_ir_se50_state_dict(path, net: IRSE50) -> dict:
-    """Read `model_ir_se50.pth` tensors only, and check them against the architecture first,
-    so that a wrong file fails with its name instead of a bare key-mismatch trace."""
-    path = Path(path)
+    """`model_ir_se50.pth`'s tensors, checked against the architecture."""
     expected = "an ArcFace IR-SE50 state_dict (TreB1eN/InsightFace_Pytorch `model_ir_se50.pth`)"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; expected {expected}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: cannot be read as {expected}: {exc}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: holds a {type(state).__name__}, expected {expected}")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    own = net.state_dict()
-    # Checkpoints from before PyTorch 0.4.1 lack BatchNorm's counter; PyTorch fills it in.
-    required = {k for k in own if not k.endswith("num_batches_tracked")}
-    missing, unexpected = sorted(required - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path}: not {expected}: {len(missing)} missing keys (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
-        )
-    for key, value in state.items():
-        if not isinstance(value, torch.Tensor) or value.shape != own[key].shape:
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise WeightsError(f"{path}: '{key}' has shape {shape}, expected {tuple(own[key].shape)} in {expected}")
+    state = read_torch_state_dict(path, expected)
+    check_state_dict(state, net, path, expected)
     return state

@@ -46,6 +46,7 @@ from torch import nn
 
 from ..generator_io import WeightsError
 from ..safe_pickle import RestrictedUnpickler
+from .checkpoints import check_state_dict, read_torch_state_dict
 from .base import LandmarkEncoder, freeze, to_unit_range
 from .geometry import euler_degrees, similarity_fit
 
@@ -292,17 +293,8 @@ def load_network_weights(path, module: nn.Module, what: str) -> nn.Module:
     if path.name.upper().startswith("2DFAN"):
         raise WeightsError(f"{path}: 2D-FAN weights locate the 2D contour; expected {what}")
     state = read_tensors(path, what)
+    check_state_dict(state, module, path, what)
     own = module.state_dict()
-    required = {k for k in own if not k.endswith("num_batches_tracked")}
-    missing, unexpected = sorted(required - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path}: not {what}: {len(missing)} missing tensors (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
-        )
-    for key, value in state.items():
-        if value.shape != own[key].shape:
-            raise WeightsError(f"{path}: '{key}' has shape {tuple(value.shape)}, expected {tuple(own[key].shape)}")
     with torch.no_grad():
         for key, value in state.items():
             own[key].copy_(value)
@@ -319,15 +311,7 @@ def read_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
             names = archive.namelist()
             if any("/code/" in n or n.endswith("/constants.pkl") for n in names):
                 return torchscript_tensors(archive, path, what)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: cannot be read (tensors only) as {what}: {exc}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: holds a {type(state).__name__}, expected {what}")
-    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return {k: v for k, v in read_torch_state_dict(path, what).items() if isinstance(v, torch.Tensor)}
 
 
 class _ScriptObject:

@@ -13,14 +13,13 @@ ImageNet evaluation (resize 342, crop 299): an aligned face must stay whole.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import inception_v3
 
-from ..generator_io import WeightsError
+from .checkpoints import check_state_dict, read_torch_state_dict
 from .base import EmbeddingEncoder, freeze
 
 INPUT_SIZE = 299
@@ -70,27 +69,7 @@ class AttributeEncoder(EmbeddingEncoder):
 
 def load_inception_state_dict(path, net: nn.Module) -> dict:
     """Tensors only, checked against the architecture so a wrong file fails with its name."""
-    path = Path(path)
     expected = "torchvision's ImageNet InceptionV3 state_dict (`inception_v3_google-0cc3c7bd.pth`)"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; expected {expected}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: cannot be read as {expected}: {exc}") from None
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: holds a {type(state).__name__}, expected {expected}")
-    own = net.state_dict()
-    # Files written before PyTorch 0.4.1 lack BatchNorm's counter; PyTorch fills it in.
-    required = {k for k in own if not k.endswith("num_batches_tracked")}
-    missing, unexpected = sorted(required - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path}: not {expected}: {len(missing)} missing keys (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
-        )
-    for key, value in state.items():
-        if not isinstance(value, torch.Tensor) or value.shape != own[key].shape:
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise WeightsError(f"{path}: '{key}' has shape {shape}, expected {tuple(own[key].shape)} in {expected}")
+    state = read_torch_state_dict(path, expected)
+    check_state_dict(state, net, path, expected)
     return state
