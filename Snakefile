@@ -27,6 +27,7 @@ include: "workflow/rules/generator.smk"
 include: "workflow/rules/generative_fields.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/annotation.smk"
+include: "workflow/rules/real_faces.smk"
 
 
 rule all:
@@ -35,3 +36,4 @@ rule all:
         rules.generative_fields.output,
         rules.style_statistics.output,
         rules.annotate_dataset.output,
+        real_faces_targets(),

@@ -119,6 +119,16 @@ def test_pretrained_files_come_from_the_download_rule_or_are_explained(tmp_path)
     assert proc.returncode != 0 and "['arcfce'], which are not in the registry" in proc.stdout + proc.stderr
 
 
+def test_real_faces_stage_appears_only_with_a_source(tmp_path):
+    faces = tmp_path / "ffhq"
+    faces.mkdir()
+    cfg = write_config(tmp_path / "ffhq.yaml", {**TINY, "ffhq": {"source": str(faces)}})
+    proc = snakemake("-n", "--directory", tmp_path, "--configfile", cfg)
+    assert "prepare_ffhq" in proc.stdout and "results/ffhq/ffhq256.h5" in proc.stdout
+    proc = snakemake("-n", "--directory", tmp_path, "--configfile", write_config(tmp_path / "t.yaml", TINY))
+    assert "prepare_ffhq" not in proc.stdout
+
+
 def test_demo_profile_dry_run_lists_the_dag():
     proc = snakemake("-n", "--forceall", "--profile", REPO / "profiles" / "demo", "--directory", REPO)
     assert "generative_fields" in proc.stdout and "random_generator" in proc.stdout

@@ -73,3 +73,8 @@ def annotation_inputs(wildcards):
     inputs = {"faces": results("dataset/faces.h5")}
     inputs.update({name: weights_input(name)() for name in encoder_weight_names()})
     return inputs
+
+
+def real_faces_targets():
+    """The real-faces file when a source is configured, else nothing."""
+    return [results("ffhq/ffhq256.h5")] if config["ffhq"]["source"] else []
