@@ -5,6 +5,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from pipeline_lib.dataset import check_sizes, num_faces_of, shard_ranges
 from pipeline_lib.encoders import weights_needed
 from pipeline_lib.weights_registry import BY_FILENAME, REGISTRY, how_to_get
 
@@ -53,13 +54,12 @@ def generator_weights(wildcards=None):
 def dataset_shards():
     """Shard indices of the dataset; sizes are checked here so that a bad setting fails first."""
     ds = config["dataset"]
-    n = ds["num_identity"] + ds["num_attribute"]
-    for key in ("shard_size", "batch_size"):
-        if ds[key] % ds["chunk_size"]:
-            raise WorkflowError(
-                f"dataset.{key} ({ds[key]}) must be a multiple of dataset.chunk_size ({ds['chunk_size']})"
-            )
-    return list(range((n + ds["shard_size"] - 1) // ds["shard_size"]))
+    n = num_faces_of(ds)
+    try:
+        check_sizes(n, ds["shard_size"], ds["batch_size"], ds["chunk_size"])
+    except ValueError as exc:
+        raise WorkflowError(str(exc)) from None
+    return list(range(len(shard_ranges(n, ds["shard_size"]))))
 
 
 def encoder_weight_names():
