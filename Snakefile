@@ -28,6 +28,7 @@ include: "workflow/rules/generative_fields.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/annotation.smk"
 include: "workflow/rules/real_faces.smk"
+include: "workflow/rules/training.smk"
 
 
 rule all:
@@ -37,3 +38,4 @@ rule all:
         rules.style_statistics.output,
         rules.annotate_dataset.output,
         real_faces_targets(),
+        trained_models(),

@@ -10,6 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# The 51 inner landmarks of the 68-point scheme (points 18-68, 1-based: brows, nose, eyes,
+# mouth). The jaw line (1-17) moves with the head outline, not with expression; the paper's
+# attribute loss (Eq. 8) and expression metric use the inner points only.
+INNER_LANDMARKS = slice(17, 68)
+
 
 class LandmarkEncoder(nn.Module):
     """68 3D landmarks in input-image pixels and head pose (yaw, pitch, roll) in degrees."""

@@ -21,6 +21,41 @@ def _state_dict(module: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def _fid_inception_state_dict(scratch: Path, seed: int) -> dict:
+    """torch-fidelity's own InceptionV3 module tree with seeded He-normal convs.
+
+    Its constructor insists on loading a checkpoint, so a subclass skips that one load (fed an
+    empty file at `scratch`); the keys and shapes are then exactly the ones its strict loader
+    expects. He-normal convs keep activations near unit scale down paths up to ~45 convs deep (the
+    default init shrinks them towards zero), and non-trivial BatchNorm statistics make the
+    2048-d pool features spread, so random-weight FIDs are clearly non-zero between sets.
+    """
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class Unloaded(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, *args, **kwargs):  # only the constructor's own load
+            return None
+
+    torch.save({}, scratch)
+    net = Unloaded("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(scratch))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+            elif isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(1 + 0.1 * torch.randn(n, generator=gen))
+                module.bias.copy_(0.1 * torch.randn(n, generator=gen))
+                module.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+            elif isinstance(module, torch.nn.Linear):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) / module.in_features**0.5)
+                module.bias.zero_()
+    return _state_dict(net)
+
+
 def random_weights_file(name: str, path, seed: int = 0) -> None:
     """Write registry entry `name` as a random stand-in at `path` (atomically)."""
     torch.manual_seed(seed)
@@ -59,5 +94,7 @@ def random_weights_file(name: str, path, seed: int = 0) -> None:
             from .inception import build_inception
 
             torch.save(_state_dict(build_inception()), tmp)
+        elif name == "fid_inception":
+            torch.save(_fid_inception_state_dict(tmp, seed), tmp)
         else:
             raise ValueError(f"no random stand-in for {name!r}")

@@ -252,7 +252,7 @@ class TDDFA(LandmarkEncoder):
     def parameters_3dmm(self, img: torch.Tensor, boxes: torch.Tensor | None = None):
         """De-normalised 62 parameters [N,62] and the boxes [N,4] they refer to."""
         boxes = self._boxes(img, boxes)
-        normalised = self.regressor(crop_to_network_input(img, boxes))
+        normalised = self.regressor(crop_to_network_input(img, boxes)).float()
         return normalised * self.param_std + self.param_mean, boxes
 
     def reconstruct(self, params: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -270,14 +270,17 @@ class TDDFA(LandmarkEncoder):
 
     def landmarks_and_pose(self, img: torch.Tensor, boxes: torch.Tensor | None = None):
         params, boxes = self.parameters_3dmm(img, boxes)
-        return self.reconstruct(params, boxes), self.pose_from_params(params)
+        # The geometry stays float32 under autocast: a bf16 product of the 3DMM bases would move
+        # the landmarks by about half a pixel, more than the network's own error.
+        with torch.autocast(img.device.type, enabled=False):
+            params, boxes = params.float(), boxes.float()
+            return self.reconstruct(params, boxes), self.pose_from_params(params)
 
     def landmarks(self, img: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
-        params, boxes = self.parameters_3dmm(img, boxes)
-        return self.reconstruct(params, boxes)
+        return self.landmarks_and_pose(img, boxes)[0]
 
     def pose(self, img: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
-        return self.pose_from_params(self.parameters_3dmm(img, boxes)[0])
+        return self.landmarks_and_pose(img, boxes)[1]
 
 
 def calibrate_aligned_face_box(encoder: TDDFA, img: torch.Tensor, rounds: int = 10) -> torch.Tensor:

@@ -78,3 +78,24 @@ def annotation_inputs(wildcards):
 def real_faces_targets():
     """The real-faces file when a source is configured, else nothing."""
     return [results("ffhq/ffhq256.h5")] if config["ffhq"]["source"] else []
+
+
+def training_weight_names():
+    """Registry names of the files of the encoders that training runs on I_out."""
+    enc = config["encoders"]
+    return sorted({*weights_needed(enc["landmarks"]["train"]), *weights_needed(enc["identity"])})
+
+
+def training_inputs(wildcards):
+    inputs = {
+        "faces": results("dataset/faces.h5"),
+        "annotations": results("dataset/annotations.h5"),
+        "stats": results("dataset/style_stats.h5"),
+        "generator": generator_weights(),
+    }
+    inputs.update({name: weights_input(name)() for name in training_weight_names()})
+    return inputs
+
+
+def trained_models():
+    return expand(results("models/{variant}/mref.pt"), variant=config["training"]["variants"])

@@ -1,0 +1,204 @@
+"""Training of M_ref on CPU with a tiny generator: wiring, schedule, restart after SIGKILL, and
+the multi-process (DDP) launch."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from training_inputs import DETECTOR, TRAINING_CFG, build_training_inputs
+
+from pipeline_lib.encoders import build_encoder
+from pipeline_lib.generator_io import load_generator
+from pipeline_lib.mref import ReferenceMapper, load_mapper
+from pipeline_lib.training import (
+    Trainer,
+    TrainingData,
+    batch_plan,
+    lr_factor,
+    run_training_job,
+    settings_from_config,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return build_training_inputs(tmp_path_factory.mktemp("training_inputs"))
+
+
+def cfg_with(**changes) -> dict:
+    cfg = copy.deepcopy(TRAINING_CFG)
+    cfg.update(changes)
+    return cfg
+
+
+def test_variants_take_the_shared_settings_and_override_them():
+    default = settings_from_config(TRAINING_CFG, "default")
+    final = settings_from_config(TRAINING_CFG, "final")
+    assert default.input_features == "identity+attribute" and not default.losses.euler
+    assert final.input_features == "attribute" and final.losses.euler and final.losses.lambda_reg == 0.1
+    assert default.losses.lambda_attr == final.losses.lambda_attr == 0.01
+    with pytest.raises(KeyError, match="no training variant 'nope'"):
+        settings_from_config(TRAINING_CFG, "nope")
+    with pytest.raises(ValueError, match="multiple of gpus"):
+        settings_from_config(cfg_with(gpus=4, batch_size=6), "final")
+
+
+def test_batches_cross_every_third_step_and_depend_only_on_seed_and_step():
+    s = settings_from_config(cfg_with(batch_size=6), "final")
+    identity, attribute = np.arange(0, 100), np.arange(100, 130)
+    for step in range(7):
+        ids, attrs, cross = batch_plan(step, s, identity, attribute)
+        assert cross == (step % 3 == 0)
+        assert np.isin(ids, identity).all()
+        if cross:
+            assert np.isin(attrs, attribute).all()
+        else:
+            assert (attrs == ids).all()
+        again = batch_plan(step, s, identity, attribute)
+        assert (again[0] == ids).all() and (again[1] == attrs).all()
+    assert not (batch_plan(1, s, identity, attribute)[0] == batch_plan(2, s, identity, attribute)[0]).all()
+
+
+def test_learning_rate_decays_from_start_to_end():
+    s = settings_from_config(cfg_with(num_steps=101, lr=5e-6, lr_end=1e-7), "final")
+    assert lr_factor(0, s) * s.lr == pytest.approx(5e-6)
+    assert lr_factor(100, s) * s.lr == pytest.approx(1e-7)
+    assert lr_factor(50, s) * s.lr == pytest.approx((5e-6 * 1e-7) ** 0.5)
+
+
+def test_mapper_starts_at_zero_and_round_trips(tmp_path):
+    from pipeline_lib.mref import save_mapper
+
+    m = ReferenceMapper(10, 7, hidden=(5,))
+    assert torch.count_nonzero(m(torch.randn(3, 10))) == 0
+    torch.nn.init.normal_(m.head.weight)
+    save_mapper(tmp_path / "m.pt", m, {"variant": "x"})
+    loaded, meta = load_mapper(tmp_path / "m.pt")
+    assert meta == {"variant": "x"}
+    x = torch.randn(3, 10)
+    assert torch.equal(loaded(x), m(x))
+
+
+def test_an_untrained_edit_reproduces_the_identity_face_and_its_annotations(inputs):
+    """dS = 0 at the start: on a reconstruction step I_out is I_id, so the losses computed on
+    the fly against the stored annotations must vanish (up to the uint8 rounding on disk)."""
+    G = load_generator(inputs["generator_path"])
+    files = inputs["encoder_files"]
+    identity = build_encoder("arcface_ir_se50", files)
+    landmarks = build_encoder(DETECTOR, files)
+    data = TrainingData(inputs["faces_path"], inputs["annotations_path"], inputs["stats_path"], DETECTOR, "cpu")
+    trainer = Trainer(G, identity, landmarks, data, settings_from_config(TRAINING_CFG, "final"), "cpu")
+    from pipeline_lib.losses import landmark_loss
+    from pipeline_lib.training import loss_terms, read_images
+
+    ids = torch.tensor([0, 5])
+    S_id, S_rgb, dS = trainer.edit_styles(ids, ids)
+    assert torch.count_nonzero(dS) == 0
+    img, emb, lnd, pose = trainer.edit(S_id + dS, S_rgb, data.noise_mode)
+    import h5py
+
+    with h5py.File(inputs["faces_path"], "r") as f:
+        stored = torch.from_numpy(read_images(f["images"], ids.numpy()))
+    targets = trainer.targets(ids, ids, stored)
+    terms = loss_terms(img, emb, lnd, pose, S_id, targets, data, 0.84, reconstruction=True)
+    assert terms["identity"].item() < 2e-3
+    assert terms["landmark"].item() < 0.05  # px^2
+    assert terms["reconstruction"].item() < 2e-3
+    # and a wrong pairing is far from it: the losses see the difference
+    assert landmark_loss(data.landmarks[torch.tensor([1, 2])], lnd).item() > 10 * terms["landmark"].item() + 1e-3
+
+
+def _read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _job_script(inputs, out, cfg, variant="final") -> str:
+    args = dict(inputs, out_path=str(out), training_cfg=cfg, variant=variant, device_name="cpu")
+    return (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from pipeline_lib.logs import configure\n"
+        "from pipeline_lib.training import run_training_job\n"
+        "configure()\n"
+        f"run_training_job(**json.loads({json.dumps(json.dumps(args))}))\n"
+    )
+
+
+def _state(path):
+    return load_mapper(path)[0].state_dict()
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_reaches_the_same_weights(inputs, tmp_path):
+    cfg = cfg_with(num_steps=9, checkpoint_every=2, log_every=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    straight = tmp_path / "straight" / "mref.pt"
+    subprocess.run([sys.executable, "-c", _job_script(inputs, straight, cfg)], check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed" / "mref.pt"
+    proc = subprocess.Popen([sys.executable, "-c", _job_script(inputs, killed, cfg)], env=env, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt_dir = killed.parent / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(ckpt_dir.glob("step_00000000[4-8].pt")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not killed.exists(), "the run was killed before it finished, so there must be no target"
+    resumed_from = int(sorted(ckpt_dir.glob("step_*.pt"))[-1].stem.split("_")[1])
+    assert 4 <= resumed_from < 9
+
+    done = subprocess.run([sys.executable, "-c", _job_script(inputs, killed, cfg)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming final from" in done.stderr and f"(step {resumed_from} of 9)" in done.stderr
+    a, b = _state(straight), _state(killed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(torch.count_nonzero(v) for k, v in a.items() if k.startswith("head")), "training moved nothing"
+    rows = _read_csv(killed.parent / "logs" / "losses.csv")
+    assert [int(r["step"]) for r in rows] == list(range(9))
+    straight_rows = _read_csv(straight.parent / "logs" / "losses.csv")
+    assert [r["total"] for r in rows] == [r["total"] for r in straight_rows]
+    assert not any(ckpt_dir.glob("*.pt")), "checkpoints are removed once the target holds the weights"
+    assert (killed.parent / "logs" / "loss_curves.png").stat().st_size > 10_000
+    assert (killed.parent / "samples" / "final.png").exists()
+
+
+def test_checkpoints_of_other_settings_are_not_resumed(inputs, tmp_path):
+    out = tmp_path / "m" / "mref.pt"
+    run_training_job(out, training_cfg=cfg_with(num_steps=4, lr=1e-3), variant="final", device_name="cpu", stop_after=2, **inputs)
+    assert (out.parent / "checkpoints" / "step_000000002.pt").exists() and not out.exists()
+    run_training_job(out, training_cfg=cfg_with(num_steps=4, lr=2e-3), variant="final", device_name="cpu", **inputs)
+    rows = _read_csv(out.parent / "logs" / "losses.csv")
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
+    assert float(rows[0]["lr"]) == pytest.approx(2e-3)
+
+
+def test_two_processes_under_torchrun_match_one_process(inputs, tmp_path):
+    """The DDP launch (gloo on CPU): each process takes half of the global batch."""
+    single = tmp_path / "one" / "mref.pt"
+    run_training_job(single, training_cfg=cfg_with(num_steps=4), variant="default", device_name="cpu", **inputs)
+    double = tmp_path / "two" / "mref.pt"
+    env_before = dict(os.environ)
+    try:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        run_training_job(double, training_cfg=cfg_with(num_steps=4, gpus=2), variant="default", device_name="cpu", **inputs)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    a, b = _state(single), _state(double)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-4)  # lr 1e-3: a tenth of one Adam step
+    assert any(torch.count_nonzero(v) for k, v in b.items() if k.startswith("head"))
+    assert len(_read_csv(double.parent / "logs" / "losses.csv")) == 4

@@ -1,0 +1,87 @@
+"""A tiny but complete set of training inputs, built with the library's own stages: a random
+256x256 generator with 8 channels per layer, 24 faces, their style statistics, and annotations
+by the real 3DDFA_V2 MobileNet-0.5 (from ../shared) and random-weight ArcFace/Inception."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import shared_path
+
+from pipeline_lib.annotation import annotate_faces
+from pipeline_lib.checksums import file_sha256
+from pipeline_lib.dataset import SynthesisSettings, compute_style_stats, merge_shards, write_shard
+from pipeline_lib.encoders import build_encoder
+from pipeline_lib.encoders.random_weights import random_weights_file
+from pipeline_lib.generator_io import save_generator
+from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator
+
+TINY_GENERATOR = GeneratorConfig(
+    z_dim=16, w_dim=16, img_resolution=256, num_mapping_layers=2, channel_base=2048, channel_max=8, conv_clamp=256
+)
+NUM_IDENTITY, NUM_ATTRIBUTE = 18, 6
+DETECTOR = "3ddfa_mb05"
+
+TRAINING_CFG = {
+    "gpus": 1,
+    "batch_size": 2,
+    "num_steps": 6,
+    "lr": 1e-3,  # large, so that a few steps move the weights visibly
+    "lr_end": 1e-4,
+    "betas": [0.9, 0.999],
+    "cross_frequency": 3,
+    "seed": 0,
+    "lambda_id": 1.0,
+    "lambda_attr": 0.01,
+    "lambda_rec": 0.02,
+    "alpha": 0.84,
+    "hidden": [32, 32],
+    "precision": "float32",
+    "compile": False,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "sample_every": 3,
+    "variants": {
+        "default": {"label": "Default configuration", "input_features": "identity+attribute"},
+        "final": {"label": "+ Euler angle loss", "input_features": "attribute", "lambda_reg": 0.1, "euler_loss": True},
+    },
+}
+ENCODERS_CFG = {"landmarks": {"train": DETECTOR, "eval": DETECTOR}, "identity": "arcface_ir_se50", "attribute": "inception_v3"}
+
+
+def build_training_inputs(folder: Path) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    G = init_random_generator(TINY_GENERATOR, seed=3, w_avg_samples=100)
+    generator = folder / "tiny.pt"
+    save_generator(G, generator)
+    n = NUM_IDENTITY + NUM_ATTRIBUTE
+    settings = SynthesisSettings(chunk_size=4, dtype="float32")
+    write_shard(folder / "shard.h5", G, file_sha256(generator), 0, n, n, settings, 8, progress=False)
+    merge_shards([folder / "shard.h5"], folder / "faces.h5", NUM_IDENTITY, NUM_ATTRIBUTE)
+    compute_style_stats(folder / "faces.h5", folder / "style_stats.h5")
+    files = {
+        "tddfa_mb05": shared_path("assets", "3ddfa_v2", "mb05_120x120.pth"),
+        "tddfa_param_mean_std": shared_path("assets", "3ddfa_v2", "param_mean_std_62d_120x120.pkl"),
+        "bfm_68_landmarks": shared_path("assets", "3ddfa_v2", "bfm_68_landmarks.npz"),
+    }
+    for name in ("arcface_ir_se50", "inception_v3_imagenet"):
+        files[name] = folder / f"{name}.pth"
+        random_weights_file(name, files[name], seed=1)
+    files = {k: str(v) for k, v in files.items()}
+    annotate_faces(
+        folder / "faces.h5",
+        folder / "annotations.h5",
+        {DETECTOR: build_encoder(DETECTOR, files)},
+        build_encoder("arcface_ir_se50", files),
+        build_encoder("inception_v3", files),
+        batch_size=8,
+        progress=False,
+    )
+    return {
+        "faces_path": str(folder / "faces.h5"),
+        "annotations_path": str(folder / "annotations.h5"),
+        "stats_path": str(folder / "style_stats.h5"),
+        "generator_path": str(generator),
+        "encoder_files": files,
+        "encoders_cfg": ENCODERS_CFG,
+    }
