@@ -8,13 +8,21 @@ from snakemake.utils import min_version, validate
 
 sys.path.insert(0, workflow.basedir)  # the rules read pipeline_lib's registry of weights
 
-min_version("8.0")
+min_version("9.0")
 
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+# A config file can drop a variant or ablation configuration of config.yaml by setting it to
+# null (config files are merged key by key, so leaving it out would keep it).
+for section, key in (("training", "variants"), ("ablation", "configs")):
+    config[section][key] = {k: v for k, v in config[section][key].items() if v is not None}
+
+
+report: "workflow/report/workflow.rst"
+
 
 # Scripts import pipeline_lib through the link workflow/scripts/pipeline_lib: Snakemake puts
 # a script's folder on sys.path, so this checkout's library is used in any environment.
@@ -29,6 +37,7 @@ include: "workflow/rules/dataset.smk"
 include: "workflow/rules/annotation.smk"
 include: "workflow/rules/real_faces.smk"
 include: "workflow/rules/training.smk"
+include: "workflow/rules/evaluation.smk"
 
 
 rule all:
@@ -39,3 +48,5 @@ rule all:
         rules.annotate_dataset.output,
         real_faces_targets(),
         trained_models(),
+        rules.report_tables.output,
+        rules.sparsity.output,

@@ -44,9 +44,7 @@ from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator  # noq
 from pipeline_lib.weights_registry import REGISTRY  # noqa: E402
 from pipeline_lib.training import LOSS_TERMS, Trainer, loss_terms, settings_from_config  # noqa: E402
 
-PAPER256 = GeneratorConfig(
-    z_dim=512, w_dim=512, img_resolution=256, num_mapping_layers=8, channel_base=16384, channel_max=512, conv_clamp=256
-)
+PAPER256 = GeneratorConfig()  # the defaults are the paper256 shape
 N_FACES = 2048
 
 

@@ -1,19 +1,34 @@
-"""Choosing the compute device, and keeping float32 exact on NVIDIA GPUs."""
+"""Choosing the compute device, keeping float32 exact on NVIDIA GPUs, and sharing a
+workstation's GPUs between concurrent jobs."""
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
 import torch
+
+log = logging.getLogger(__name__)
+
+_claimed: list = []  # open lock files: a claim lasts as long as this process
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` picks the first CUDA GPU when there is one, else the CPU.
+    """`auto` picks a CUDA GPU when there is one, else the CPU.
 
     On CUDA it also turns TF32 off for float32 matrix products and convolutions (cuDNN allows
     TF32 by default), so that a float32 path computes in float32, as the official code's
-    numbers do; the fast paths choose bf16 explicitly instead.
+    numbers do; the fast paths choose bf16 explicitly instead. Under `auto` and plain `cuda`
+    the job first claims a free GPU of this machine (see `claim_gpus`).
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        claim_gpus(1)
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -21,3 +36,51 @@ def resolve_device(name: str = "auto") -> torch.device:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     return device
+
+
+def claim_gpus(n: int, lock_dir=None, poll_seconds: float = 5.0, total: int | None = None) -> list[int] | None:
+    """Give this process `n` GPUs of its own and make only them visible (CUDA_VISIBLE_DEVICES).
+
+    Snakemake's `--resources gpu=N` keeps at most N GPU jobs running, but it does not say which
+    card each should use, so without this every job would pick GPU 0. Each GPU has a lock file;
+    a job holds the locks of its GPUs until it exits (also when killed: the OS drops them).
+    Where a scheduler already chose the GPUs (CUDA_VISIBLE_DEVICES is set, as under SLURM),
+    nothing is claimed. Returns the claimed indices, or None where nothing was claimed.
+    """
+    if _claimed:
+        return [c[0] for c in _claimed]
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return None
+    total = torch.cuda.device_count() if total is None else total
+    if total <= 1 and n <= 1:
+        return None
+    if n > total:
+        raise RuntimeError(f"this job needs {n} GPUs but the machine has {total}")
+    lock_dir = Path(lock_dir or os.environ.get("GENFIELDS_GPU_LOCKS", Path(tempfile.gettempdir()) / "genfields-gpu-locks"))
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    waited = False
+    while True:
+        held = []
+        for index in range(total):
+            fh = open(lock_dir / f"gpu{index}.lock", "w")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.close()
+                continue
+            held.append((index, fh))
+            if len(held) == n:
+                break
+        if len(held) == n:
+            break
+        for _, fh in held:
+            fh.close()
+        if not waited:
+            log.info("waiting for %d free GPU(s) (locks in %s)", n, lock_dir)
+            waited = True
+        time.sleep(poll_seconds)
+    _claimed.extend(held)
+    indices = [index for index, _ in held]
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, indices))
+    log.info("using GPU(s) %s of this machine", indices)
+    return indices

@@ -50,8 +50,8 @@ PAPER_METRICS = {
 }
 
 # Table 1: comparison with prior work. Only our final model's row is known, and only from the
-# project brief (not re-read in a copy of the paper); the other methods' rows are not in our copy.
-PAPER_TABLE1_SOURCE = "project brief (values not re-checked against the paper: our stored copy lacks Table 1)"
+# project's issue 6, quoting the paper (not re-read in a stored copy); the other methods' rows are not in our copy.
+PAPER_TABLE1_SOURCE = "the paper's Table 1 as quoted in this project's issue 6 (our stored copy of the paper lacks the table)"
 PAPER_TABLE1 = {
     "ours": {
         "label": "Ours (final model)",

@@ -480,7 +480,8 @@ def sample_grid(trainer: Trainer, path) -> None:
     """Rows: identity faces, attribute faces, edited outputs (fixed pairs, rank 0)."""
     from PIL import Image
 
-    data, k = trainer.data, trainer.settings.num_samples
+    data = trainer.data
+    k = min(trainer.settings.num_samples, len(data.identity_split), len(data.attribute_split))
     ids = torch.as_tensor(data.identity_split[:k], device=trainer.device)
     attrs = torch.as_tensor(data.attribute_split[:k], device=trainer.device)
     S_id, S_rgb, dS = trainer.edit_styles(ids, attrs, mapper=trainer.model)
@@ -665,6 +666,10 @@ def run_training_job(
         "stop_after": stop_after,
     }
     if settings.gpus > 1:
+        if device_name in ("auto", "cuda"):
+            from .devices import claim_gpus
+
+            claim_gpus(settings.gpus)  # torchrun's processes inherit the claimed GPUs
         return launch_distributed(args, settings.gpus)
     return _train_process(args, rank=0, world=1)
 

@@ -27,13 +27,18 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FAKE = REPO / "tests" / "fake_slurm"
 PROFILE = REPO / "profiles" / "slurm"
-GPU_RULES = {"synthesize_shard", "annotate_dataset"}
+# GPUs each GPU rule asks for in the SMALL run: training runs as two processes (torchrun) on
+# two GPUs; on this GPU-less machine they are two CPU processes talking through gloo.
+GPU_RULES = {"synthesize_shard": 1, "annotate_dataset": 1, "train_mref": 2, "evaluate_variant": 1, "ablation": 1, "sparsity": 1}
 DEFAULT_PARTITION = "cpu"  # the one the fake `sinfo` marks with *
 
 # The tiny config without the field measurement (the pipeline test covers it): every SLURM job
 # is a fresh Python that imports torch, so job count and length set this test's duration.
 SMALL = json.loads(json.dumps(TINY))
 SMALL["generative_fields"]["measure"] = False
+SMALL["training"]["gpus"] = 2
+SMALL["training"]["variants"]["concat"] = None
+SMALL["ablation"]["configs"]["config1"] = None
 
 # The demo's stand-ins for downloaded files, made locally before the SLURM run (on a cluster
 # they come from download_weights); eight more SLURM jobs would add about a minute on 2 cores.
@@ -144,12 +149,17 @@ def test_dry_run_lists_the_full_reproduction_without_slurm_installed(tmp_path):
     proc = snakemake("-n", "--profile", PROFILE, "--directory", tmp_path, cwd=tmp_path, env=env, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert job_counts(proc.stdout + proc.stderr) == {
-        "download_weights": 8,
+        "download_weights": 9,
         "generative_fields": 1,
         "synthesize_shard": 4,
         "merge_dataset": 1,
         "annotate_dataset": 1,
         "style_statistics": 1,
+        "train_mref": 4,
+        "evaluate_variant": 4,
+        "ablation": 5,
+        "sparsity": 1,
+        "report_tables": 1,
         "all": 1,
     }
     # the profile's per-rule resources reach the jobs
@@ -178,6 +188,11 @@ def test_pipeline_runs_through_the_slurm_profile(pipeline_run):
         "merge_dataset": 1,
         "style_statistics": 1,
         "annotate_dataset": 1,
+        "train_mref": 1,
+        "evaluate_variant": 1,
+        "ablation": 1,
+        "sparsity": 1,
+        "report_tables": 1,
     }  # `all` has no job of its own: Snakemake finishes it locally
     assert all(job["state"] == "COMPLETED" for job in submitted), [(j["id"], j["state"]) for j in submitted]
 
@@ -207,8 +222,8 @@ def test_pipeline_runs_through_the_slurm_profile(pipeline_run):
         assert ("requeue" in opts) == bool(profile.get("slurm-requeue")), where
         assert "gres" not in opts, where  # GPUs are asked for with --gpus only
         if rule in GPU_RULES:
-            model = want.get("gpu_model")
-            assert opts.get("gpus") == (f"{model}:1" if model else "1"), where
+            model, n = want.get("gpu_model"), GPU_RULES[rule]
+            assert opts.get("gpus") == (f"{model}:{n}" if model else str(n)), where
         else:
             assert "gpus" not in opts and opts.get("ntasks") == "1", where
         assert Path(opts["chdir"]).resolve() == work.resolve() and "wrap" in opts, where
@@ -218,7 +233,13 @@ def test_pipeline_runs_through_the_slurm_profile(pipeline_run):
     assert sorted(s["job"] for s in steps) == sorted(job["id"] for job in submitted)
     rules = {job["id"]: rule_of(job) for job in submitted}
     for step in steps:
-        assert ("--gpus=1" in step["argv"]) == (rules[step["job"]] in GPU_RULES), step
+        rule = rules[step["job"]]
+        assert (f"--gpus={GPU_RULES[rule]}" in step["argv"]) if rule in GPU_RULES else not any("--gpus" in a for a in step["argv"]), step
+
+    # the training job ran as two processes under torchrun, in one SLURM job
+    train_log = (res / "logs" / "train_mref" / "euler.log").read_text()
+    assert "launching 2 training processes" in train_log
+    assert (res / "models" / "euler" / "mref.pt").exists() and (res / "report" / "tables.md").exists()
 
     # nothing left queued or running
     assert calls(state, "scancel") == []

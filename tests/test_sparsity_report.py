@@ -21,9 +21,7 @@ from pipeline_lib.sparsity import (
 from pipeline_lib.style_space import build_layer_table
 from pipeline_lib.stylegan2 import GeneratorConfig
 
-PAPER256 = GeneratorConfig(
-    z_dim=512, w_dim=512, img_resolution=256, num_mapping_layers=8, channel_base=16384, channel_max=512, conv_clamp=256
-)
+PAPER256 = GeneratorConfig()  # the defaults are the paper256 shape
 DIM_S = 4928
 
 

@@ -39,6 +39,7 @@ TINY = {
         "attribute": "inception_v3",
     },
     "annotation": {"batch_size": 6},
+    "ffhq": {"source": None},
     "generative_fields": {"seed": 0, "measure": True},
     "dataset": {
         "num_identity": 9,
@@ -51,6 +52,35 @@ TINY = {
         "dtype": "float32",
         "compile": False,
     },
+    "training": {
+        "gpus": 1,
+        "batch_size": 2,
+        "num_steps": 4,
+        "lr": 1.0e-3,
+        "lr_end": 1.0e-4,
+        "betas": [0.9, 0.999],
+        "cross_frequency": 3,
+        "seed": 0,
+        "lambda_id": 1.0,
+        "lambda_attr": 0.01,
+        "lambda_rec": 0.02,
+        "alpha": 0.84,
+        "hidden": [16],
+        "precision": "float32",
+        "compile": False,
+        "checkpoint_every": 2,
+        "log_every": 2,
+        "sample_every": 2,
+        "variants": {
+            "concat": {"label": "Default configuration", "input_features": "identity+attribute"},
+            "euler": {"label": "Final", "input_features": "attribute", "lambda_reg": 0.1, "euler_loss": True},
+            "no_concat": None,  # config.yaml's other variants, dropped (config files merge key by key)
+            "style_reg": None,
+        },
+    },
+    "evaluation": {"num_pairs": 4, "seed": 0, "batch_size": 4, "grid": [2, 2]},
+    "ablation": {"variant": "euler", "num_pairs": 3, "configs": {"config1": ["conv0", "conv7"], "config4": ["conv3", "conv6"], "config2": None, "config3": None, "config5": None}},
+    "sparsity": {"variant": "euler", "histogram_tests": 3, "bins": 20, "threshold": 0.6, "reuse_tests": 3, "top_k": 5},
 }
 
 
@@ -141,12 +171,17 @@ def test_tiny_pipeline_end_to_end_and_rerun_triggers(tmp_path):
     proc = snakemake("-n", "--directory", tmp_path, "--configfile", cfg)
     plan = job_counts(proc.stdout + proc.stderr)
     assert plan == {
-        "random_weights": 7,
+        "random_weights": 8,
         "generative_fields": 1,
         "synthesize_shard": 1,
         "merge_dataset": 1,
         "annotate_dataset": 1,
         "style_statistics": 1,
+        "train_mref": 2,
+        "evaluate_variant": 2,
+        "ablation": 2,
+        "sparsity": 1,
+        "report_tables": 1,
         "all": 1,
     }
     assert "results/dataset/shards/1.h5" in proc.stdout
@@ -172,6 +207,19 @@ def test_tiny_pipeline_end_to_end_and_rerun_triggers(tmp_path):
         assert np.isfinite(f["landmarks/fan"][()]).all() and np.allclose(np.linalg.norm(f["identity"][()], axis=1), 1)
         assert f.attrs["landmarks_eval"] == "fan" and "arcface_ir_se50" in f.attrs["weights_sha256"]
     assert "wrote results/dataset/shards/1.h5" in (tmp_path / "results/logs/synthesize_shard/1.log").read_text()
+    # training, evaluation, ablation, sparsity and the report
+    res = tmp_path / "results"
+    for variant in ("concat", "euler"):
+        assert (res / "models" / variant / "mref.pt").exists()
+        metrics = json.loads((res / "eval" / variant / "metrics.json").read_text())
+        assert metrics["num_pairs"] == 4 and metrics["identity"]["n"] == 4 and metrics["fid"]["num_a"] == 4
+        assert set(metrics["expression"]) == {"train", "eval"} and metrics["attribute_source"].startswith("generated")
+    ablation = json.loads((res / "ablation" / "config4" / "metrics.json").read_text())
+    assert ablation["layers"] == ["conv3", "conv6"] and ablation["num_pairs"] == 3
+    assert ablation["generative_field_range"] == [187, 59]
+    assert (res / "analysis" / "reuse.csv").read_text().startswith("s_column")
+    tables = (res / "report" / "tables.md").read_text()
+    assert "Table 1" in tables and "Table 3" in tables and "4.89" in tables
 
     again = snakemake("-n", "--directory", tmp_path, "--configfile", cfg)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import shared_path
+from test_workflow import TINY
 
 from pipeline_lib.annotation import annotate_faces
 from pipeline_lib.checksums import file_sha256
@@ -22,22 +23,11 @@ TINY_GENERATOR = GeneratorConfig(
 NUM_IDENTITY, NUM_ATTRIBUTE = 18, 6
 DETECTOR = "3ddfa_mb05"
 
+# The workflow test's tiny training settings, with more steps and faster checkpoints.
 TRAINING_CFG = {
-    "gpus": 1,
-    "batch_size": 2,
+    **TINY["training"],
     "num_steps": 6,
-    "lr": 1e-3,  # large, so that a few steps move the weights visibly
-    "lr_end": 1e-4,
-    "betas": [0.9, 0.999],
-    "cross_frequency": 3,
-    "seed": 0,
-    "lambda_id": 1.0,
-    "lambda_attr": 0.01,
-    "lambda_rec": 0.02,
-    "alpha": 0.84,
     "hidden": [32, 32],
-    "precision": "float32",
-    "compile": False,
     "checkpoint_every": 2,
     "log_every": 1,
     "sample_every": 3,

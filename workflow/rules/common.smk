@@ -99,3 +99,40 @@ def training_inputs(wildcards):
 
 def trained_models():
     return expand(results("models/{variant}/mref.pt"), variant=config["training"]["variants"])
+
+
+def attribute_faces_path():
+    """Attribute faces of the evaluation: real FFHQ when configured, else (demo) the dataset."""
+    return results("ffhq/ffhq256.h5") if config["ffhq"]["source"] else results("dataset/faces.h5")
+
+
+def evaluation_weight_names():
+    return sorted({*encoder_weight_names(), "fid_inception"})
+
+
+def evaluation_inputs(variant):
+    """Input function: a trained variant, the dataset, the attribute faces and every encoder."""
+
+    def inputs(wildcards):
+        v = variant if variant else wildcards.variant
+        files = {
+            "model": results(f"models/{v}/mref.pt"),
+            "faces": results("dataset/faces.h5"),
+            "annotations": results("dataset/annotations.h5"),
+            "attribute_faces": attribute_faces_path(),
+            "generator": generator_weights(),
+        }
+        files.update({name: weights_input(name)() for name in evaluation_weight_names()})
+        return files
+
+    return inputs
+
+
+def check_variant(section):
+    name = config[section]["variant"]
+    if name not in config["training"]["variants"]:
+        raise WorkflowError(
+            f"config {section}.variant is {name!r}, which is not in training.variants "
+            f"({sorted(config['training']['variants'])})"
+        )
+    return name

@@ -1,0 +1,132 @@
+# Edit evaluation of every trained variant (Tables 1-2), the generative-field ablation of the
+# final variant (Table 3), and the sparsity of its style offsets (Figs. 7-8).
+
+
+rule evaluate_variant:
+    input:
+        unpack(evaluation_inputs(None)),
+    output:
+        metrics=results("eval/{variant}/metrics.json"),
+        grid=report(
+            results("eval/{variant}/edit_grid.png"),
+            caption="../report/edit_grid.rst",
+            category="Edits",
+            subcategory="{variant}",
+        ),
+    log:
+        results("logs/evaluate_variant/{variant}.log"),
+    benchmark:
+        results("benchmarks/evaluate_variant/{variant}.tsv")
+    wildcard_constraints:
+        variant="|".join(config["training"]["variants"]),
+    conda:
+        "../../envs/genfields.yaml"
+    resources:
+        gpu=1,
+    params:
+        evaluation=config["evaluation"],
+        encoders=config["encoders"],
+        device=config["device"],
+        names=evaluation_weight_names(),
+        layers=None,
+        num_pairs=config["evaluation"]["num_pairs"],
+        title=lambda wildcards: config["training"]["variants"][wildcards.variant].get(
+            "label", wildcards.variant
+        ),
+    script:
+        "../scripts/evaluate_edits.py"
+
+
+rule ablation:
+    input:
+        unpack(evaluation_inputs(check_variant("ablation"))),
+    output:
+        metrics=results("ablation/{config}/metrics.json"),
+        grid=report(
+            results("ablation/{config}/edit_grid.png"),
+            caption="../report/ablation_grid.rst",
+            category="Generative-field ablation",
+            subcategory="{config}",
+        ),
+    log:
+        results("logs/ablation/{config}.log"),
+    benchmark:
+        results("benchmarks/ablation/{config}.tsv")
+    wildcard_constraints:
+        config="|".join(config["ablation"]["configs"]),
+    conda:
+        "../../envs/genfields.yaml"
+    resources:
+        gpu=1,
+    params:
+        evaluation=config["evaluation"],
+        encoders=config["encoders"],
+        device=config["device"],
+        names=evaluation_weight_names(),
+        layers=lambda wildcards: config["ablation"]["configs"][wildcards.config],
+        num_pairs=config["ablation"]["num_pairs"],
+        title=lambda wildcards: "dS on {} to {}".format(
+            *config["ablation"]["configs"][wildcards.config]
+        ),
+    script:
+        "../scripts/evaluate_edits.py"
+
+
+rule sparsity:
+    input:
+        unpack(evaluation_inputs(check_variant("sparsity"))),
+    output:
+        histogram_csv=results("analysis/histogram.csv"),
+        histogram_summary=results("analysis/histogram_summary.json"),
+        histogram_png=report(
+            results("analysis/histogram.png"),
+            caption="../report/histogram.rst",
+            category="Sparsity",
+        ),
+        reuse_csv=results("analysis/reuse.csv"),
+        reuse_png=report(
+            results("analysis/reuse.png"), caption="../report/reuse.rst", category="Sparsity"
+        ),
+    log:
+        results("logs/sparsity.log"),
+    benchmark:
+        results("benchmarks/sparsity.tsv")
+    conda:
+        "../../envs/genfields.yaml"
+    resources:
+        gpu=1,
+    params:
+        sparsity=config["sparsity"],
+        evaluation=config["evaluation"],
+        encoders=config["encoders"],
+        device=config["device"],
+        names=evaluation_weight_names(),
+    script:
+        "../scripts/sparsity.py"
+
+
+rule report_tables:
+    input:
+        evaluations=expand(
+            results("eval/{variant}/metrics.json"), variant=config["training"]["variants"]
+        ),
+        ablations=expand(
+            results("ablation/{config}/metrics.json"), config=config["ablation"]["configs"]
+        ),
+    output:
+        report(results("report/tables.md"), caption="../report/tables.rst", category="Tables"),
+    log:
+        results("logs/report_tables.log"),
+    conda:
+        "../../envs/genfields.yaml"
+    params:
+        variants=list(config["training"]["variants"]),
+        labels={k: v.get("label", k) for k, v in config["training"]["variants"].items()},
+        final_variant=config["ablation"]["variant"],
+        configs=config["ablation"]["configs"],
+        detectors=[
+            config["encoders"]["landmarks"]["train"],
+            config["encoders"]["landmarks"]["eval"],
+        ],
+    script:
+        "../scripts/report_tables.py"

@@ -1,0 +1,22 @@
+"""Evaluate the edits of one trained variant, or of one generative-field ablation configuration."""
+
+from pipeline_lib.evaluation import run_evaluation_job
+from pipeline_lib.logs import configure
+
+configure(snakemake.log[0])
+run_evaluation_job(
+    snakemake.input.model,
+    snakemake.input.faces,
+    snakemake.input.annotations,
+    snakemake.input.attribute_faces,
+    snakemake.input.generator,
+    {name: snakemake.input[name] for name in snakemake.params.names},
+    snakemake.params.encoders,
+    snakemake.params.evaluation,
+    snakemake.output.metrics,
+    snakemake.output.grid,
+    device_name=snakemake.params.device,
+    layers=snakemake.params.layers,
+    num_pairs=snakemake.params.num_pairs,
+    title=snakemake.params.title,
+)

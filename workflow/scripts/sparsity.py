@@ -1,0 +1,19 @@
+"""Figs. 7-8: sparsity and reuse of the final variant's style offsets."""
+
+from pipeline_lib.evaluation import run_sparsity_job
+from pipeline_lib.logs import configure
+
+configure(snakemake.log[0])
+run_sparsity_job(
+    snakemake.input.model,
+    snakemake.input.faces,
+    snakemake.input.annotations,
+    snakemake.input.attribute_faces,
+    snakemake.input.generator,
+    {name: snakemake.input[name] for name in snakemake.params.names},
+    snakemake.params.encoders,
+    snakemake.params.sparsity,
+    snakemake.params.evaluation,
+    dict(snakemake.output.items()),
+    device_name=snakemake.params.device,
+)
