@@ -216,6 +216,7 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=6)
     ap.add_argument("--paper-steps", type=int, default=200_000)
+    ap.add_argument("--only-fastest", action="store_true", help="measure only the baseline and the default path")
     args = ap.parse_args()
     device = resolve_device("cuda")
     print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
@@ -251,6 +252,8 @@ def main():
                 ("fast bf16 + compile", "bfloat16", True, None),
                 ("fast bf16 + compile (CUDA graphs)", "bfloat16", True, "reduce-overhead"),
             ]:
+                if args.only_fastest and mode is None:
+                    continue
                 run, trainer = fast_runner(G, id_enc, lnd_enc, data, settings(batch, precision, comp), device, mode)
                 rates[label] = time_steps(run, plan, args.warmup + (10 if comp else 0))
                 last_trainer = trainer
