@@ -30,7 +30,8 @@ from pipeline_lib.dataset import (  # noqa: E402
     write_shard,
 )
 from pipeline_lib.devices import resolve_device  # noqa: E402
-from pipeline_lib.fast_synthesis import flops_per_image, psnr, to_uint8_hwc  # noqa: E402
+from pipeline_lib.fast_synthesis import flops_per_image, psnr  # noqa: E402
+from pipeline_lib.images import to_uint8_hwc  # noqa: E402
 from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
 
 VARIANTS = {

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline_lib.devices import resolve_device  # noqa: E402
 from pipeline_lib.encoders import build_encoder  # noqa: E402
 from pipeline_lib.encoders.random_weights import random_weights_file  # noqa: E402
+from pipeline_lib.images import from_uint8_hwc  # noqa: E402
 from pipeline_lib.losses import (  # noqa: E402
     euler_loss,
     identity_loss,
@@ -53,7 +54,7 @@ class StandInData:
 
     def __init__(self, G, device, g: torch.Generator):
         self.w = G.mapping(torch.randn(N_FACES, 512, generator=g).to(device))[:, 0].contiguous()
-        S = G.styles(self.w[:, None].expand(-1, G.num_ws, -1))[0]
+        S = G.styles_from_w(self.w)[0]
         self.style_mean, self.style_std = S.mean(0), S.std(0)
         self.identity = torch.nn.functional.normalize(torch.randn(N_FACES, 512, generator=g), dim=1).to(device)
         self.attribute = torch.rand(N_FACES, 2048, generator=g).to(device)
@@ -109,12 +110,12 @@ def baseline_runner(G, id_enc, lnd_enc, attr_enc, data, s, device):
 
     def run(ids, attrs, cross):
         with torch.no_grad():
-            img_id = data.images[ids].permute(0, 3, 1, 2).float() / 127.5 - 1
-            img_attr = data.images[attrs].permute(0, 3, 1, 2).float() / 127.5 - 1
+            img_id = from_uint8_hwc(data.images[ids])
+            img_attr = from_uint8_hwc(data.images[attrs])
             e_id = id_enc.embed(img_id)
             f_attr = attr_enc.embed(img_attr)
             lnd_attr, pose_attr = lnd_enc.landmarks_and_pose(img_attr)
-            S_id, S_rgb = G.styles(data.w[ids][:, None].expand(-1, G.num_ws, -1))
+            S_id, S_rgb = G.styles_from_w(data.w[ids])
         S_out = S_id + model(mapper_input(e_id, f_attr, "attribute"))
         img = G.synthesize(S_out, S_rgb).clamp(-1, 1)
         lnd, pose = lnd_enc.landmarks_and_pose(img)

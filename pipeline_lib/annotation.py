@@ -9,20 +9,14 @@ import logging
 import time
 
 import h5py
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
 from .dataset import open_faces
+from .images import from_uint8_hwc
 
 log = logging.getLogger(__name__)
-
-
-def images_to_tensor(batch: np.ndarray, device) -> torch.Tensor:
-    """uint8 NHWC from disk -> float [-1, 1] NCHW, the library's image convention."""
-    x = torch.from_numpy(batch).to(device, non_blocking=True)
-    return x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 @torch.no_grad()
@@ -52,7 +46,7 @@ def annotate_faces(
         out.create_dataset("attribute", (n, attribute_encoder.dim), dtype="f4")
         for a in tqdm(range(0, n, batch_size), desc="annotating faces", unit="batch", disable=not progress):
             b = min(a + batch_size, n)
-            x = images_to_tensor(images[a:b], device)
+            x = from_uint8_hwc(torch.from_numpy(images[a:b]).to(device, non_blocking=True))
             for name, encoder in landmark_encoders.items():
                 landmarks, pose = encoder.landmarks_and_pose(x)
                 out[f"landmarks/{name}"][a:b] = landmarks.float().cpu().numpy()

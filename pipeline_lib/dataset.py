@@ -30,7 +30,8 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .fast_synthesis import FastSynthesis, to_uint8_hwc
+from .fast_synthesis import FastSynthesis
+from .images import to_uint8_hwc
 from .stylegan2 import Generator
 
 log = logging.getLogger(__name__)

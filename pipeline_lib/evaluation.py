@@ -25,10 +25,10 @@ from tqdm import tqdm
 from .atomic import write_json_atomic
 from .dataset import open_faces
 from .edit_metrics import compute_fid, expression_distance, identity_similarity, pose_error, summarise
-from .fast_synthesis import FastSynthesis, to_uint8_hwc
+from .fast_synthesis import FastSynthesis
+from .images import from_uint8_hwc, read_images, to_uint8_hwc
 from .mref import load_mapper, mapper_input
 from .style_space import find_layer, layer_mask, layer_range
-from .training import images_to_float, read_images
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,12 @@ class Editor:
             self.identity_embedding = torch.from_numpy(a["identity"][:]).to(self.device)
 
     @torch.no_grad()
-    def edit(self, identity_indices, attribute_images: torch.Tensor, attribute_encoder, mask=None):
-        """Edited images [N,3,H,W] in [-1, 1] and dS [N, dim S]."""
+    def edit(self, identity_indices, attribute_features: torch.Tensor, mask=None):
+        """Edited images [N,3,H,W] in [-1, 1] and dS [N, dim S], from the attribute faces' E_attr
+        features (computed once by the caller, however many identities they are paired with)."""
         ids = torch.as_tensor(identity_indices, device=self.device)
-        S_id, S_rgb = self.G.styles(self.w[ids][:, None, :].expand(-1, self.G.num_ws, -1))
-        features = mapper_input(self.identity_embedding[ids], attribute_encoder.embed(attribute_images), self.input_features)
+        S_id, S_rgb = self.G.styles_from_w(self.w[ids])
+        features = mapper_input(self.identity_embedding[ids], attribute_features, self.input_features)
         dS = self.mapper(features)
         if mask is not None:
             dS = dS * mask
@@ -141,9 +142,9 @@ def evaluate(
     resolution = editor.G.img_resolution
     for a in tqdm(range(0, num_pairs, batch_size), desc="edits", unit="batch", disable=not progress):
         b = min(a + batch_size, num_pairs)
-        attr_img = images_to_float(torch.from_numpy(attribute_faces.read(attrs[a:b])).to(editor.device))
-        edited, _ = editor.edit(ids[a:b], attr_img, encoders.attribute, mask)
+        attr_img = from_uint8_hwc(torch.from_numpy(attribute_faces.read(attrs[a:b])).to(editor.device))
         with torch.no_grad():
+            edited, _ = editor.edit(ids[a:b], encoders.attribute.embed(attr_img), mask)
             e_edit = encoders.identity.embed(edited)
             per_pair["identity"].append(identity_similarity(editor.identity_embedding[torch.as_tensor(ids[a:b])].cpu(), e_edit.cpu()))
             for det, enc in encoders.landmarks.items():
@@ -173,10 +174,10 @@ def edit_grid_images(editor: Editor, encoders: Encoders, attribute_faces: Attrib
     ids = editor.identity_split[:rows]
     attr_pos = np.arange(min(cols, len(attribute_faces.indices)))
     attr_u8 = attribute_faces.read(attr_pos)
-    attr = images_to_float(torch.from_numpy(attr_u8).to(editor.device))
+    features = encoders.attribute.embed(from_uint8_hwc(torch.from_numpy(attr_u8).to(editor.device)))
     edited = np.zeros((rows, len(attr_pos)) + attr_u8.shape[1:], dtype=np.uint8)
     for r, i in enumerate(ids):
-        img, _ = editor.edit(np.full(len(attr_pos), i), attr, encoders.attribute, mask)
+        img, _ = editor.edit(np.full(len(attr_pos), i), features, mask)
         edited[r] = to_uint8_hwc(img).cpu().numpy()
     return editor.identity_images(ids), attr_u8, edited
 
@@ -190,8 +191,8 @@ def style_offsets(editor: Editor, encoders: Encoders, attribute_faces: Attribute
     out = []
     for a in range(0, len(attrs), batch_size):
         pos = attrs[a : a + batch_size]
-        img = images_to_float(torch.from_numpy(attribute_faces.read(pos)).to(editor.device))
-        _, dS = editor.edit(np.full(len(pos), identity), img, encoders.attribute)
+        img = from_uint8_hwc(torch.from_numpy(attribute_faces.read(pos)).to(editor.device))
+        _, dS = editor.edit(np.full(len(pos), identity), encoders.attribute.embed(img))
         out.append(dS.float().cpu().numpy())
     return np.concatenate(out)
 

@@ -90,15 +90,6 @@ class FastSynthesis(nn.Module):
         return img
 
 
-def to_uint8_hwc(img: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] NCHW float -> uint8 NHWC, the conversion of NVIDIA's gen_images.py.
-
-    Made contiguous on the device: a permuted view would reach HDF5 as a strided array that
-    h5py transposes element by element on the CPU (4x slower writes, measured).
-    """
-    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).contiguous()
-
-
 def flops_per_image(G: Generator) -> float:
     """Multiply-adds x 2 of the convs as the fast path runs them (polyphase counts 4 phases)."""
     total = 0.0

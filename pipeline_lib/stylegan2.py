@@ -340,6 +340,11 @@ class Generator(nn.Module):
         rgb = [self.module_of(s).affine(ws[:, s.ws_index]) for s in self.rgb_layers]
         return torch.cat(conv, dim=1), torch.cat(rgb, dim=1)
 
+    def styles_from_w(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`styles` of one w [N, w_dim] used at every layer (no style mixing), as the dataset
+        stores it."""
+        return self.styles(w[:, None, :].expand(-1, self.num_ws, -1))
+
     def synthesize(self, S: torch.Tensor, S_rgb: torch.Tensor, noise_mode: str = "const", return_blocks=False):
         """Image [N, C, H, W] (raw output, nominally in [-1, 1]) from the style vectors."""
         if S.shape[1] != self.style_dim or S_rgb.shape[1] != self.rgb_style_dim:

@@ -46,7 +46,8 @@ import torch.distributed as dist
 
 from .atomic import atomic_path
 from .dataset import open_faces
-from .fast_synthesis import FastSynthesis, to_uint8_hwc
+from .fast_synthesis import FastSynthesis
+from .images import from_uint8_hwc, read_images, to_uint8_hwc
 from .losses import (
     LossWeights,
     euler_loss,
@@ -165,17 +166,6 @@ def batch_plan(step: int, settings: TrainingSettings, identity_split: np.ndarray
     return ids, attrs, cross
 
 
-def read_images(images: h5py.Dataset, indices: np.ndarray) -> np.ndarray:
-    """uint8 NHWC images at `indices` (any order, repeats allowed) from an HDF5 dataset."""
-    unique, inverse = np.unique(indices, return_inverse=True)
-    return images[unique][inverse]
-
-
-def images_to_float(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 NHWC -> float [-1, 1] NCHW (the library's image convention)."""
-    return batch.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
 class TrainingData:
     """The dataset's w, splits and annotations in memory (on the training device), and its
     images on disk for the reconstruction targets and the sample grids."""
@@ -258,12 +248,11 @@ class EditModel(torch.nn.Module):
         self.synthesis = FastSynthesis(G, dtype=self.dtype, channels_last=channels_last).to(device).requires_grad_(False)
         self.identity_encoder = identity_encoder
         self.landmark_encoder = landmark_encoder
-        self.num_ws = G.num_ws
         self.G = G
 
     def styles(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            return self.G.styles(w[:, None, :].expand(-1, self.num_ws, -1))
+            return self.G.styles_from_w(w)
 
     def forward(self, S: torch.Tensor, S_rgb: torch.Tensor, noise_mode: str):
         # Clamped as the saved faces are, so the encoders see I_out as they saw the dataset.
@@ -323,7 +312,7 @@ class Trainer:
             "pose": self.data.pose[attrs],
         }
         if image is not None:
-            t["image"] = images_to_float(image)
+            t["image"] = from_uint8_hwc(image)
         return t
 
     def edit_styles(self, ids: torch.Tensor, attrs: torch.Tensor, mapper=None):
@@ -650,8 +639,20 @@ def run_training_job(
     stop_after: int | None = None,
 ) -> Path:
     """The `train_mref` job. With `gpus` > 1 it relaunches itself under torchrun, one process
-    per GPU; otherwise it trains in this process."""
+    per GPU; otherwise it trains in this process. The inputs' checksums (which decide whether a
+    checkpoint may be resumed) are computed here, once, not by every process."""
+    from .checksums import file_sha256
+
     settings = settings_from_config(training_cfg, variant)
+    inputs = {
+        "faces": faces_path,
+        "annotations": annotations_path,
+        "style_stats": stats_path,
+        "generator": generator_path,
+        **encoder_files,
+    }
+    checksums = {name: file_sha256(p) for name, p in sorted(inputs.items())}
+    checksums["landmark_detector"] = encoders_cfg["landmarks"]["train"]
     args = {
         "out_path": str(out_path),
         "faces_path": str(faces_path),
@@ -664,6 +665,7 @@ def run_training_job(
         "variant": variant,
         "device_name": device_name,
         "stop_after": stop_after,
+        "input_checksums": checksums,
     }
     if settings.gpus > 1:
         if device_name in ("auto", "cuda"):
@@ -695,7 +697,6 @@ def launch_distributed(args: dict, nproc: int) -> Path:
 
 
 def _train_process(args: dict, rank: int, world: int) -> Path:
-    from .checksums import file_sha256
     from .devices import resolve_device
     from .encoders import build_encoder
     from .generator_io import load_generator
@@ -714,16 +715,10 @@ def _train_process(args: dict, rank: int, world: int) -> Path:
     landmark_encoder = build_encoder(detector, args["encoder_files"], device)
     landmark_encoder.name = detector
     data = TrainingData(args["faces_path"], args["annotations_path"], args["stats_path"], detector, device)
-    inputs = {
-        "faces": args["faces_path"],
-        "annotations": args["annotations_path"],
-        "style_stats": args["stats_path"],
-        "generator": args["generator_path"],
-        **args["encoder_files"],
-    }
-    checksums = {name: file_sha256(p) for name, p in sorted(inputs.items())}
-    checksums["landmark_detector"] = detector
-    return train(G, identity_encoder, landmark_encoder, data, settings, args["out_path"], checksums, device, rank, world, stop_after=args.get("stop_after"))
+    return train(
+        G, identity_encoder, landmark_encoder, data, settings, args["out_path"], args["input_checksums"], device, rank,
+        world, stop_after=args.get("stop_after"),
+    )
 
 
 def _distributed_main(args_file: str) -> None:

@@ -4,6 +4,7 @@ when it is missing, because a silently skipped fixture test proves nothing."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,20 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "stylegan2_ref"
+
+
+@pytest.fixture(autouse=True)
+def _refuse_network(monkeypatch):
+    """No test may reach the network: a connection to anything but this machine fails the test.
+    (Weights come from ../shared or are random stand-ins; `download()` is tested on file:// URLs.)"""
+    connect = socket.socket.connect
+
+    def local_only(self, address):
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            raise RuntimeError(f"a test tried to reach the network ({address})")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
 
 
 def shared_path(*parts) -> Path:

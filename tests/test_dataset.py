@@ -26,7 +26,7 @@ from pipeline_lib.dataset import (
     shard_ranges,
     write_shard,
 )
-from pipeline_lib.fast_synthesis import to_uint8_hwc
+from pipeline_lib.images import to_uint8_hwc
 from pipeline_lib.generator_io import save_generator
 from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from pipeline_lib.fast_synthesis import FastSynthesis, flops_per_image, psnr, to_uint8_hwc
+from pipeline_lib.fast_synthesis import FastSynthesis, flops_per_image, psnr
+from pipeline_lib.images import to_uint8_hwc
 from pipeline_lib.stylegan2 import GeneratorConfig, Generator
 
 

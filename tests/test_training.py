@@ -102,7 +102,8 @@ def test_an_untrained_edit_reproduces_the_identity_face_and_its_annotations(inpu
     data = TrainingData(inputs["faces_path"], inputs["annotations_path"], inputs["stats_path"], DETECTOR, "cpu")
     trainer = Trainer(G, identity, landmarks, data, settings_from_config(TRAINING_CFG, "final"), "cpu")
     from pipeline_lib.losses import landmark_loss
-    from pipeline_lib.training import loss_terms, read_images
+    from pipeline_lib.images import read_images
+    from pipeline_lib.training import loss_terms
 
     ids = torch.tensor([0, 5])
     S_id, S_rgb, dS = trainer.edit_styles(ids, ids)
