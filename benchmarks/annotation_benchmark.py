@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline_lib.devices import resolve_device  # noqa: E402
 from pipeline_lib.encoders import BACKENDS, build_encoder  # noqa: E402
 from pipeline_lib.encoders.random_weights import random_weights_file  # noqa: E402
-from pipeline_lib.weights_registry import REGISTRY  # noqa: E402
+from pipeline_lib.weights.registry import REGISTRY  # noqa: E402
 
 
 def main() -> None:

@@ -22,17 +22,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline_lib.annotation import annotate_faces  # noqa: E402
-from pipeline_lib.checksums import file_sha256  # noqa: E402
-from pipeline_lib.dataset import SynthesisSettings, merge_shards, write_shard  # noqa: E402
-from pipeline_lib.edit_metrics import compute_fid  # noqa: E402
+from pipeline_lib.dataset.annotation import annotate_faces  # noqa: E402
+from pipeline_lib.provenance import file_sha256  # noqa: E402
+from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, write_shard  # noqa: E402
+from pipeline_lib.evaluation.metrics import compute_fid  # noqa: E402
 from pipeline_lib.encoders import BACKENDS, build_encoder  # noqa: E402
 from pipeline_lib.encoders.random_weights import random_weights_file  # noqa: E402
-from pipeline_lib.evaluation import run_evaluation_job, run_sparsity_job  # noqa: E402
-from pipeline_lib.generator_io import save_generator  # noqa: E402
+from pipeline_lib.evaluation.edits import run_evaluation_job, run_sparsity_job  # noqa: E402
+from pipeline_lib.generator.loading import save_generator  # noqa: E402
 from pipeline_lib.mref import ReferenceMapper, save_mapper  # noqa: E402
-from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
-from pipeline_lib.weights_registry import REGISTRY  # noqa: E402
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
+from pipeline_lib.weights.registry import REGISTRY  # noqa: E402
 
 ENCODERS = {"landmarks": {"train": "3ddfa_mb1", "eval": "fan"}, "identity": "arcface_ir_se50", "attribute": "inception_v3"}
 FFHQ = 70_000

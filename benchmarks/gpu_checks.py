@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_lib import load_generator  # noqa: E402
 from pipeline_lib.devices import resolve_device  # noqa: E402
-from pipeline_lib.dataset import SynthesisSettings, merge_shards, open_faces, shard_ranges, write_shard  # noqa: E402
-from pipeline_lib.fast_synthesis import FastSynthesis, psnr  # noqa: E402
-from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
+from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, open_faces, shard_ranges, write_shard  # noqa: E402
+from pipeline_lib.generator.fast import FastSynthesis, psnr  # noqa: E402
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
 
 
 @torch.no_grad()

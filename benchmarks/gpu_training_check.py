@@ -21,16 +21,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline_lib.annotation import annotate_faces  # noqa: E402
-from pipeline_lib.checksums import file_sha256  # noqa: E402
-from pipeline_lib.dataset import SynthesisSettings, compute_style_stats, merge_shards, write_shard  # noqa: E402
+from pipeline_lib.dataset.annotation import annotate_faces  # noqa: E402
+from pipeline_lib.provenance import file_sha256  # noqa: E402
+from pipeline_lib.dataset.synthesis import SynthesisSettings, compute_style_stats, merge_shards, write_shard  # noqa: E402
 from pipeline_lib.encoders import build_encoder  # noqa: E402
 from pipeline_lib.encoders.random_weights import random_weights_file  # noqa: E402
-from pipeline_lib.generator_io import save_generator  # noqa: E402
+from pipeline_lib.generator.loading import save_generator  # noqa: E402
 from pipeline_lib.mref import load_mapper  # noqa: E402
-from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
-from pipeline_lib.training import run_training_job  # noqa: E402
-from pipeline_lib.weights_registry import REGISTRY  # noqa: E402
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
+from pipeline_lib.training.loop import run_training_job  # noqa: E402
+from pipeline_lib.weights.registry import REGISTRY  # noqa: E402
 
 PAPER256 = GeneratorConfig()  # the defaults are the paper256 shape
 ENCODERS = {"landmarks": {"train": "3ddfa_mb1", "eval": "3ddfa_mb1"}, "identity": "arcface_ir_se50", "attribute": "inception_v3"}

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline_lib.dataset import (  # noqa: E402
+from pipeline_lib.dataset.synthesis import (  # noqa: E402
     ChunkSynthesizer,
     SynthesisSettings,
     latents,
@@ -30,9 +30,9 @@ from pipeline_lib.dataset import (  # noqa: E402
     write_shard,
 )
 from pipeline_lib.devices import resolve_device  # noqa: E402
-from pipeline_lib.fast_synthesis import flops_per_image, psnr  # noqa: E402
+from pipeline_lib.generator.fast import flops_per_image, psnr  # noqa: E402
 from pipeline_lib.images import to_uint8_hwc  # noqa: E402
-from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
 
 VARIANTS = {
     # name: (dtype, compile, cuda_graph)

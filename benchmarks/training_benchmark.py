@@ -32,7 +32,7 @@ from pipeline_lib.devices import resolve_device  # noqa: E402
 from pipeline_lib.encoders import build_encoder  # noqa: E402
 from pipeline_lib.encoders.random_weights import random_weights_file  # noqa: E402
 from pipeline_lib.images import from_uint8_hwc  # noqa: E402
-from pipeline_lib.losses import (  # noqa: E402
+from pipeline_lib.training.losses import (  # noqa: E402
     euler_loss,
     identity_loss,
     landmark_loss,
@@ -41,9 +41,9 @@ from pipeline_lib.losses import (  # noqa: E402
     total_loss,
 )
 from pipeline_lib.mref import mapper_input  # noqa: E402
-from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
-from pipeline_lib.weights_registry import REGISTRY  # noqa: E402
-from pipeline_lib.training import LOSS_TERMS, Trainer, loss_terms, settings_from_config  # noqa: E402
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
+from pipeline_lib.weights.registry import REGISTRY  # noqa: E402
+from pipeline_lib.training.loop import LOSS_TERMS, Trainer, loss_terms, settings_from_config  # noqa: E402
 
 PAPER256 = GeneratorConfig()  # the defaults are the paper256 shape
 N_FACES = 2048

@@ -5,9 +5,9 @@ Public API (see README): `load_generator(path) -> Generator`, `G.mapping(z, trun
 `G.layers` with `layer_mask` for per-layer edits.
 """
 
-from .generator_io import WeightsError, export_snapshot, load_generator, save_generator
-from .style_space import LayerSpec, build_layer_table, find_layer, layer_mask, layer_range
-from .stylegan2 import Generator, GeneratorConfig, init_random_generator
+from pipeline_lib.generator.loading import WeightsError, export_snapshot, load_generator, save_generator
+from pipeline_lib.generator.layers import LayerSpec, build_layer_table, find_layer, layer_mask, layer_range
+from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig, init_random_generator
 
 __all__ = [
     "Generator",

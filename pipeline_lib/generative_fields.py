@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from .atomic import atomic_path
-from .paper_reference import PAPER256_GENERATIVE_FIELDS
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.reporting.paper import PAPER256_GENERATIVE_FIELDS
 
 if TYPE_CHECKING:
-    from .stylegan2 import Generator
+    from pipeline_lib.generator.stylegan2 import Generator
 
 
 def equation1_fields(kernel_sizes: Sequence[int], input_resolutions: Sequence[int], img_resolution: int) -> list[int]:

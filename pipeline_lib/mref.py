@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .atomic import atomic_path
+from pipeline_lib.atomic import atomic_path
 
 # What M_ref reads, per variant (config `input_features`): the attribute image's E_attr
 # features, or (the paper's "default configuration") those concatenated after the identity

@@ -6,14 +6,23 @@ Written as a JSON sidecar beside each target so that a number can always be trac
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import platform
 import subprocess
 from pathlib import Path
 
-from .atomic import write_json_atomic
-from .checksums import file_sha256
+from pipeline_lib.atomic import write_json_atomic
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, read in 1 MiB blocks (weights files are hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def code_version() -> str:

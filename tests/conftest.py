@@ -61,7 +61,7 @@ def cases(fixture_dir):
 
 @pytest.fixture(scope="session")
 def small_G(small_state_dict, small_kwargs):
-    from pipeline_lib.stylegan2 import Generator, GeneratorConfig
+    from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig
 
     G = Generator(GeneratorConfig.from_official_kwargs(small_kwargs))
     G.load_state_dict(small_state_dict, strict=True)

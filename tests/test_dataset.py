@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_lib.dataset import (
+from pipeline_lib.dataset.synthesis import (
     RunningMoments,
     SynthesisSettings,
     compute_style_stats,
@@ -27,8 +27,8 @@ from pipeline_lib.dataset import (
     write_shard,
 )
 from pipeline_lib.images import to_uint8_hwc
-from pipeline_lib.generator_io import save_generator
-from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator
+from pipeline_lib.generator.loading import save_generator
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 
 TINY_CFG = GeneratorConfig(
     z_dim=16, w_dim=16, img_resolution=32, num_mapping_layers=2, channel_base=128, channel_max=16
@@ -66,13 +66,13 @@ def build(G, folder: Path, shard_size: int, batch_size: int, settings=SETTINGS, 
 
 
 def _shard_in_process(gen_path, out, start, stop, batch_size, settings):
-    from pipeline_lib.generator_io import load_generator
+    from pipeline_lib.generator.loading import load_generator
 
     write_shard(out, load_generator(gen_path), "sha", start, stop, N, settings, batch_size, progress=False)
 
 
 def read_all(path):
-    from pipeline_lib.dataset import open_faces
+    from pipeline_lib.dataset.synthesis import open_faces
 
     with open_faces(path) as f:
         return {k: f[k][()] for k in ("z", "w", "styles", "images", "seed")}
@@ -160,8 +160,8 @@ def test_merge_refuses_gaps_mixed_settings_and_bad_splits(tiny_G, tmp_path):
 
 KILL_SCRIPT = """
 import sys, torch
-from pipeline_lib.generator_io import load_generator
-from pipeline_lib.dataset import SynthesisSettings, write_shard
+from pipeline_lib.generator.loading import load_generator
+from pipeline_lib.dataset.synthesis import SynthesisSettings, write_shard
 torch.set_num_threads(1)
 G = load_generator(sys.argv[1])
 write_shard(sys.argv[2], G, "sha", 0, 4000, 4000, SynthesisSettings(chunk_size=4, dtype="float32"), 4, progress=False)
@@ -226,7 +226,7 @@ def test_v_undoes_the_last_leaky_relu():
 
 
 def test_merged_file_reads_from_the_shards_and_refuses_a_missing_one(tiny_G, tmp_path, monkeypatch):
-    from pipeline_lib.dataset import open_faces
+    from pipeline_lib.dataset.synthesis import open_faces
 
     faces = build(tiny_G, tmp_path, 8, 8)
     with open_faces(faces) as f:

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from conftest import shared_path
-from pipeline_lib.edit_metrics import (
+from pipeline_lib.evaluation.metrics import (
     FID_RESIZE,
     INNER_LANDMARKS,
     compute_fid,

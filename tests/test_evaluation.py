@@ -13,10 +13,10 @@ from conftest import shared_path
 from training_inputs import ENCODERS_CFG, build_training_inputs
 
 from pipeline_lib.encoders.random_weights import random_weights_file
-from pipeline_lib.evaluation import draw_pairs, run_evaluation_job, run_sparsity_job
-from pipeline_lib.generator_io import load_generator
+from pipeline_lib.evaluation.edits import draw_pairs, run_evaluation_job, run_sparsity_job
+from pipeline_lib.generator.loading import load_generator
 from pipeline_lib.mref import ReferenceMapper, save_mapper
-from pipeline_lib.real_faces import prepare_real_faces
+from pipeline_lib.dataset.real_faces import prepare_real_faces
 
 EVAL_CFG = {"num_pairs": 6, "seed": 0, "batch_size": 3, "grid": [2, 3]}
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from pipeline_lib.fast_synthesis import FastSynthesis, flops_per_image, psnr
+from pipeline_lib.generator.fast import FastSynthesis, flops_per_image, psnr
 from pipeline_lib.images import to_uint8_hwc
-from pipeline_lib.stylegan2 import GeneratorConfig, Generator
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, Generator
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

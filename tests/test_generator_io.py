@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pipeline_lib import WeightsError, load_generator
-from pipeline_lib.generator_io import export_snapshot, infer_config, read_snapshot, sidecar_path
-from pipeline_lib.stylegan2 import Generator, GeneratorConfig
+from pipeline_lib.generator.loading import export_snapshot, infer_config, read_snapshot, sidecar_path
+from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig
 
 ATOL = 1e-4
 
@@ -141,7 +141,7 @@ def test_paper256_architecture_is_inferred_from_shapes(paper256_structure):
 
 
 def test_export_command_line(official_pkl, tmp_path, capsys):
-    from pipeline_lib.generator_io import main
+    from pipeline_lib.generator.loading import main
 
     main(["export", str(official_pkl), str(tmp_path / "g.pt")])
     assert "wrote" in capsys.readouterr().out

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pipeline_lib.losses import (
+from pipeline_lib.training.losses import (
     LossWeights,
     euler_loss,
     identity_loss,

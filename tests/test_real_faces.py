@@ -9,7 +9,7 @@ import pytest
 from conftest import shared_path
 from PIL import Image
 
-from pipeline_lib.real_faces import prepare_real_faces
+from pipeline_lib.dataset.real_faces import prepare_real_faces
 
 
 @pytest.fixture(scope="module")

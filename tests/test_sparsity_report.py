@@ -6,10 +6,10 @@ import struct
 import numpy as np
 import pytest
 
-from pipeline_lib import paper_reference
-from pipeline_lib.figures import edit_grid, edit_mosaic
-from pipeline_lib.report import MISSING, NOT_IN_PAPER, render_tables, write_tables
-from pipeline_lib.sparsity import (
+from pipeline_lib.reporting import paper as paper_reference
+from pipeline_lib.reporting.figures import edit_grid, edit_mosaic
+from pipeline_lib.reporting.tables import MISSING, NOT_IN_PAPER, render_tables, write_tables
+from pipeline_lib.evaluation.sparsity import (
     channel_reuse,
     dS_histogram,
     plot_histogram,
@@ -18,8 +18,8 @@ from pipeline_lib.sparsity import (
     write_histogram_csv,
     write_reuse_csv,
 )
-from pipeline_lib.style_space import build_layer_table
-from pipeline_lib.stylegan2 import GeneratorConfig
+from pipeline_lib.generator.layers import build_layer_table
+from pipeline_lib.generator.stylegan2 import GeneratorConfig
 
 PAPER256 = GeneratorConfig()  # the defaults are the paper256 shape
 DIM_S = 4928
@@ -278,7 +278,7 @@ def test_report_survives_missing_and_malformed_entries():
 
 def test_report_uses_given_labels_ranges_and_paper_values(monkeypatch):
     monkeypatch.setitem(paper_reference.PAPER_TABLE3["conv0-conv4"], "fid", 7.5)
-    monkeypatch.setattr("pipeline_lib.report.PAPER_TABLE3", paper_reference.PAPER_TABLE3)
+    monkeypatch.setattr("pipeline_lib.reporting.tables.PAPER_TABLE3", paper_reference.PAPER_TABLE3)
     text = render_tables(
         {"a": metrics(), "b": {}},
         {"conv0-conv4": metrics(8.0), "mid": metrics(9.0)},

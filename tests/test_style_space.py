@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from pipeline_lib import layer_mask
-from pipeline_lib.paper_reference import PAPER256_GENERATIVE_FIELDS
-from pipeline_lib.style_space import build_layer_table, channel_of, find_layer, layer_range
-from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator
+from pipeline_lib.reporting.paper import PAPER256_GENERATIVE_FIELDS
+from pipeline_lib.generator.layers import build_layer_table, channel_of, find_layer, layer_range
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 
 PAPER256 = GeneratorConfig()
 

@@ -4,7 +4,7 @@ official up-sampling steps and with their polyphase rewrite."""
 import pytest
 import torch
 
-from pipeline_lib.stylegan2 import Generator, GeneratorConfig
+from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig
 
 ATOL = 1e-4
 LAYERS = [

@@ -19,9 +19,9 @@ import torch
 from training_inputs import DETECTOR, TRAINING_CFG, build_training_inputs
 
 from pipeline_lib.encoders import build_encoder
-from pipeline_lib.generator_io import load_generator
+from pipeline_lib.generator.loading import load_generator
 from pipeline_lib.mref import ReferenceMapper, load_mapper
-from pipeline_lib.training import (
+from pipeline_lib.training.loop import (
     Trainer,
     TrainingData,
     batch_plan,
@@ -101,9 +101,9 @@ def test_an_untrained_edit_reproduces_the_identity_face_and_its_annotations(inpu
     landmarks = build_encoder(DETECTOR, files)
     data = TrainingData(inputs["faces_path"], inputs["annotations_path"], inputs["stats_path"], DETECTOR, "cpu")
     trainer = Trainer(G, identity, landmarks, data, settings_from_config(TRAINING_CFG, "final"), "cpu")
-    from pipeline_lib.losses import landmark_loss
+    from pipeline_lib.training.losses import landmark_loss
     from pipeline_lib.images import read_images
-    from pipeline_lib.training import loss_terms
+    from pipeline_lib.training.loop import loss_terms
 
     ids = torch.tensor([0, 5])
     S_id, S_rgb, dS = trainer.edit_styles(ids, ids)
@@ -133,7 +133,7 @@ def _job_script(inputs, out, cfg, variant="final") -> str:
         "import json, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
         "from pipeline_lib.logs import configure\n"
-        "from pipeline_lib.training import run_training_job\n"
+        "from pipeline_lib.training.loop import run_training_job\n"
         "configure()\n"
         f"run_training_job(**json.loads({json.dumps(json.dumps(args))}))\n"
     )

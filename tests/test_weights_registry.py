@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pipeline_lib.weights_registry import REGISTRY, WeightsUnavailable, config_key, download, how_to_get, verify
+from pipeline_lib.weights.registry import REGISTRY, WeightsUnavailable, config_key, download, how_to_get, verify
 
 from conftest import shared_path
 

@@ -9,13 +9,13 @@ from pathlib import Path
 from conftest import shared_path
 from test_workflow import TINY
 
-from pipeline_lib.annotation import annotate_faces
-from pipeline_lib.checksums import file_sha256
-from pipeline_lib.dataset import SynthesisSettings, compute_style_stats, merge_shards, write_shard
+from pipeline_lib.dataset.annotation import annotate_faces
+from pipeline_lib.provenance import file_sha256
+from pipeline_lib.dataset.synthesis import SynthesisSettings, compute_style_stats, merge_shards, write_shard
 from pipeline_lib.encoders import build_encoder
 from pipeline_lib.encoders.random_weights import random_weights_file
-from pipeline_lib.generator_io import save_generator
-from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator
+from pipeline_lib.generator.loading import save_generator
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 
 TINY_GENERATOR = GeneratorConfig(
     z_dim=16, w_dim=16, img_resolution=256, num_mapping_layers=2, channel_base=2048, channel_max=8, conv_clamp=256

@@ -31,19 +31,19 @@ def build_encoder(kind: str, files: dict[str, str], device="cpu"):
 
     paths = [files[name] for name in weights_needed(kind)]
     if kind.startswith("3ddfa"):
-        from .tddfa import TDDFA
+        from pipeline_lib.encoders.tddfa import TDDFA
 
         encoder = TDDFA.from_files(*paths)
     elif kind == "fan":
-        from .fan import FANLandmarks
+        from pipeline_lib.encoders.fan import FANLandmarks
 
         encoder = FANLandmarks.from_files(*paths)
     elif kind == "arcface_ir_se50":
-        from .arcface import IdentityEncoder
+        from pipeline_lib.encoders.arcface import IdentityEncoder
 
         encoder = IdentityEncoder.from_file(*paths)
     else:
-        from .inception import AttributeEncoder
+        from pipeline_lib.encoders.inception import AttributeEncoder
 
         encoder = AttributeEncoder.from_file(*paths)
     return encoder.to(torch.device(device)).eval().requires_grad_(False)

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import check_state_dict, read_torch_state_dict
-from .base import EmbeddingEncoder, freeze
+from pipeline_lib.weights.checkpoints import check_state_dict, read_torch_state_dict
+from pipeline_lib.encoders.base import EmbeddingEncoder, freeze
 
 # pSp/e4e `IDLoss.extract_feats` on 256x256 images: x[:, :, 35:223, 32:220], then 112x112.
 REFERENCE_SIZE = 256

@@ -44,11 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..generator_io import WeightsError
-from ..safe_pickle import RestrictedUnpickler
-from .checkpoints import check_state_dict, read_torch_state_dict
-from .base import LandmarkEncoder, freeze, to_unit_range
-from .geometry import euler_degrees, similarity_fit
+from pipeline_lib.generator.loading import WeightsError
+from pipeline_lib.weights.unpickler import RestrictedUnpickler
+from pipeline_lib.weights.checkpoints import check_state_dict, read_torch_state_dict
+from pipeline_lib.encoders.base import LandmarkEncoder, freeze, to_unit_range
+from pipeline_lib.encoders.geometry import euler_degrees, similarity_fit
 
 NUM_LANDMARKS = 68
 CROP_SIZE = 256  # the package's CROP_RESOLUTION

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import inception_v3
 
-from .checkpoints import check_state_dict, read_torch_state_dict
-from .base import EmbeddingEncoder, freeze
+from pipeline_lib.weights.checkpoints import check_state_dict, read_torch_state_dict
+from pipeline_lib.encoders.base import EmbeddingEncoder, freeze
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048

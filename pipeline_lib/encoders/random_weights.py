@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from pipeline_lib.atomic import atomic_path
 
 
 def _state_dict(module: torch.nn.Module) -> dict:
@@ -63,7 +63,7 @@ def random_weights_file(name: str, path, seed: int = 0) -> None:
     path = Path(path)
     with atomic_path(path) as tmp:
         if name in ("tddfa_mb1", "tddfa_mb05"):
-            from .tddfa import MobileNetV1Regressor
+            from pipeline_lib.encoders.tddfa import MobileNetV1Regressor
 
             net = MobileNetV1Regressor(width=1.0 if name == "tddfa_mb1" else 0.5)
             torch.save({"state_dict": {f"module.{k}": v for k, v in _state_dict(net).items()}}, tmp)
@@ -82,16 +82,16 @@ def random_weights_file(name: str, path, seed: int = 0) -> None:
                 w_exp_base=(rng.standard_normal((204, 10)) * 10).astype(np.float32),
             )
         elif name in ("fan_3d", "fan_depth"):
-            from .fan import build_networks
+            from pipeline_lib.encoders.fan import build_networks
 
             fan, depth = build_networks()
             torch.save(_state_dict(fan if name == "fan_3d" else depth), tmp)
         elif name == "arcface_ir_se50":
-            from .arcface import IRSE50
+            from pipeline_lib.encoders.arcface import IRSE50
 
             torch.save(_state_dict(IRSE50()), tmp)
         elif name == "inception_v3_imagenet":
-            from .inception import build_inception
+            from pipeline_lib.encoders.inception import build_inception
 
             torch.save(_state_dict(build_inception()), tmp)
         elif name == "fid_inception":

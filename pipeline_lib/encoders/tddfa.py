@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..safe_pickle import restricted_load
-from .base import LandmarkEncoder, freeze
-from .geometry import euler_degrees, rotation_from_camera
+from pipeline_lib.weights.unpickler import restricted_load
+from pipeline_lib.encoders.base import LandmarkEncoder, freeze
+from pipeline_lib.encoders.geometry import euler_degrees, rotation_from_camera
 
 CROP_SIZE = 120
 NUM_PARAMS = 62  # 12 camera (3x4, row-major) + 40 shape + 10 expression

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from pipeline_lib.dataset import check_sizes, num_faces_of, shard_ranges
+from pipeline_lib.dataset.synthesis import check_sizes, num_faces_of, shard_ranges
 from pipeline_lib.encoders import weights_needed
-from pipeline_lib.weights_registry import BY_FILENAME, REGISTRY, how_to_get
+from pipeline_lib.weights.registry import BY_FILENAME, REGISTRY, how_to_get
 
 WEIGHTS_DIR = config["weights"]["dir"]
 _unknown = sorted(set(config["weights"]["files"]) - set(REGISTRY))

@@ -1,6 +1,6 @@
 """Annotate the dataset with every configured encoder."""
 
-from pipeline_lib.annotation import run_annotation_job
+from pipeline_lib.dataset.annotation import run_annotation_job
 from pipeline_lib.logs import configure
 
 configure(snakemake.log[0])

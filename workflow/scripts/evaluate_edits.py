@@ -1,6 +1,6 @@
 """Evaluate the edits of one trained variant, or of one generative-field ablation configuration."""
 
-from pipeline_lib.evaluation import run_evaluation_job
+from pipeline_lib.evaluation.edits import run_evaluation_job
 from pipeline_lib.logs import configure
 
 configure(snakemake.log[0])

@@ -1,7 +1,7 @@
 """Generative-fields stage: table.csv, figure.png and their provenance."""
 
 from pipeline_lib.generative_fields import write_generative_fields
-from pipeline_lib.generator_io import load_generator
+from pipeline_lib.generator.loading import load_generator
 from pipeline_lib.logs import configure
 from pipeline_lib.provenance import write_provenance
 

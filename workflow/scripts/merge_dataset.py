@@ -1,6 +1,6 @@
 """Merge the shards into faces.h5 with the identity/attribute split."""
 
-from pipeline_lib.dataset import merge_shards
+from pipeline_lib.dataset.synthesis import merge_shards
 from pipeline_lib.logs import configure
 
 log = configure(snakemake.log[0])

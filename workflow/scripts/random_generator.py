@@ -1,8 +1,8 @@
 """Build the demo's random-weight generator (official initialisation, seeded)."""
 
-from pipeline_lib.generator_io import save_generator
+from pipeline_lib.generator.loading import save_generator
 from pipeline_lib.logs import configure
-from pipeline_lib.stylegan2 import GeneratorConfig, init_random_generator
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 
 log = configure(snakemake.log[0])
 init = dict(snakemake.params.init)

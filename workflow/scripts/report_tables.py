@@ -3,7 +3,7 @@
 import json
 
 from pipeline_lib.logs import configure
-from pipeline_lib.report import write_tables
+from pipeline_lib.reporting.tables import write_tables
 
 configure(snakemake.log[0])
 evaluations = {v: json.load(open(p)) for v, p in zip(snakemake.params.variants, snakemake.input.evaluations)}

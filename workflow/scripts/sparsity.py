@@ -1,6 +1,6 @@
 """Figs. 7-8: sparsity and reuse of the final variant's style offsets."""
 
-from pipeline_lib.evaluation import run_sparsity_job
+from pipeline_lib.evaluation.edits import run_sparsity_job
 from pipeline_lib.logs import configure
 
 configure(snakemake.log[0])

@@ -1,6 +1,6 @@
 """Per-channel statistics of S (Eq. 12) and the Gaussian model of v (Wulff & Torralba)."""
 
-from pipeline_lib.dataset import compute_style_stats
+from pipeline_lib.dataset.synthesis import compute_style_stats
 from pipeline_lib.logs import configure
 
 log = configure(snakemake.log[0])

@@ -1,6 +1,6 @@
 """One shard of the synthetic face dataset."""
 
-from pipeline_lib.dataset import run_shard_job
+from pipeline_lib.dataset.synthesis import run_shard_job
 from pipeline_lib.logs import configure
 
 configure(snakemake.log[0])

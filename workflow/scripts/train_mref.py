@@ -1,9 +1,9 @@
 """Train M_ref for one variant (resuming from its newest checkpoint if there is one)."""
 
 from pipeline_lib.logs import configure
-from pipeline_lib.training import run_training_job
+from pipeline_lib.training.loop import run_training_job
 
-if __name__ == "__main__":  # guard: torchrun's processes import pipeline_lib.training, not this file
+if __name__ == "__main__":  # guard: torchrun's processes import pipeline_lib.training.loop, not this file
     configure(snakemake.log[0])
     run_training_job(
         snakemake.output.model,

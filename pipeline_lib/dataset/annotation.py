@@ -12,9 +12,9 @@ import h5py
 import torch
 from tqdm import tqdm
 
-from .atomic import atomic_path
-from .dataset import open_faces
-from .images import from_uint8_hwc
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.dataset.synthesis import open_faces
+from pipeline_lib.images import from_uint8_hwc
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ def run_annotation_job(faces_path, out_path, encoders_cfg: dict, files: dict, ba
     """The `annotate_dataset` job: build the configured encoders from `files` and annotate."""
     import json
 
-    from .checksums import file_sha256
-    from .devices import resolve_device
-    from .encoders import build_encoder
+    from pipeline_lib.provenance import file_sha256
+    from pipeline_lib.devices import resolve_device
+    from pipeline_lib.encoders import build_encoder
 
     device = resolve_device(device_name)
     kinds = dict.fromkeys([encoders_cfg["landmarks"]["train"], encoders_cfg["landmarks"]["eval"]])

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .atomic import atomic_path
-from .fast_synthesis import FastSynthesis
-from .images import to_uint8_hwc
-from .stylegan2 import Generator
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.generator.fast import FastSynthesis
+from pipeline_lib.images import to_uint8_hwc
+from pipeline_lib.generator.stylegan2 import Generator
 
 log = logging.getLogger(__name__)
 
@@ -422,9 +422,9 @@ def num_faces_of(dataset_cfg: dict) -> int:
 
 def run_shard_job(generator_path, out_path, shard_index: int, dataset_cfg: dict, device_name: str = "auto") -> dict:
     """One `synthesize_shard` job: shard `shard_index` of the dataset that `dataset_cfg` describes."""
-    from .devices import resolve_device
-    from .checksums import file_sha256
-    from .generator_io import load_generator
+    from pipeline_lib.devices import resolve_device
+    from pipeline_lib.provenance import file_sha256
+    from pipeline_lib.generator.loading import load_generator
 
     device = resolve_device(device_name)
     n = num_faces_of(dataset_cfg)

@@ -44,11 +44,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .atomic import atomic_path
-from .dataset import open_faces
-from .fast_synthesis import FastSynthesis
-from .images import from_uint8_hwc, read_images, to_uint8_hwc
-from .losses import (
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.dataset.synthesis import open_faces
+from pipeline_lib.generator.fast import FastSynthesis
+from pipeline_lib.images import from_uint8_hwc, read_images, to_uint8_hwc
+from pipeline_lib.training.losses import (
     LossWeights,
     euler_loss,
     identity_loss,
@@ -57,7 +57,7 @@ from .losses import (
     style_negative_log_likelihood,
     total_loss,
 )
-from .mref import INPUT_FEATURES, ReferenceMapper, mapper_input, save_mapper
+from pipeline_lib.mref import INPUT_FEATURES, ReferenceMapper, mapper_input, save_mapper
 
 log = logging.getLogger(__name__)
 
@@ -641,7 +641,7 @@ def run_training_job(
     """The `train_mref` job. With `gpus` > 1 it relaunches itself under torchrun, one process
     per GPU; otherwise it trains in this process. The inputs' checksums (which decide whether a
     checkpoint may be resumed) are computed here, once, not by every process."""
-    from .checksums import file_sha256
+    from pipeline_lib.provenance import file_sha256
 
     settings = settings_from_config(training_cfg, variant)
     inputs = {
@@ -669,7 +669,7 @@ def run_training_job(
     }
     if settings.gpus > 1:
         if device_name in ("auto", "cuda"):
-            from .devices import claim_gpus
+            from pipeline_lib.devices import claim_gpus
 
             claim_gpus(settings.gpus)  # torchrun's processes inherit the claimed GPUs
         return launch_distributed(args, settings.gpus)
@@ -678,14 +678,14 @@ def run_training_job(
 
 def launch_distributed(args: dict, nproc: int) -> Path:
     """torchrun --standalone (a free rendezvous port per job, so concurrent jobs on one node do
-    not collide), one process per GPU, each running `python -m pipeline_lib.training`."""
-    from .provenance import PROJECT_ROOT
+    not collide), one process per GPU, each running `python -m pipeline_lib.training.loop`."""
+    from pipeline_lib.provenance import PROJECT_ROOT
 
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(args, fh)
         args_file = fh.name
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "pipeline_lib.training", args_file]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "pipeline_lib.training.loop", args_file]
     log.info("launching %d training processes: %s", nproc, " ".join(cmd))
     try:
         proc = subprocess.run(cmd, env=env)
@@ -697,9 +697,9 @@ def launch_distributed(args: dict, nproc: int) -> Path:
 
 
 def _train_process(args: dict, rank: int, world: int) -> Path:
-    from .devices import resolve_device
-    from .encoders import build_encoder
-    from .generator_io import load_generator
+    from pipeline_lib.devices import resolve_device
+    from pipeline_lib.encoders import build_encoder
+    from pipeline_lib.generator.loading import load_generator
 
     settings = settings_from_config(args["training_cfg"], args["variant"])
     device = resolve_device(args["device_name"])
@@ -723,7 +723,7 @@ def _train_process(args: dict, rank: int, world: int) -> Path:
 
 def _distributed_main(args_file: str) -> None:
     """Entry point of each torchrun process."""
-    from .logs import configure
+    from pipeline_lib.logs import configure
 
     configure()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .atomic import atomic_path
-from .checksums import file_sha256
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 

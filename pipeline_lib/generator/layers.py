@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Iterable
 
 import torch
 
-from .generative_fields import equation1_fields
+from pipeline_lib.generative_fields import equation1_fields
 
 if TYPE_CHECKING:
-    from .stylegan2 import GeneratorConfig
+    from pipeline_lib.generator.stylegan2 import GeneratorConfig
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .encoders.base import INNER_LANDMARKS  # the 51 inner points (18-68): expression, not outline
+from pipeline_lib.encoders.base import INNER_LANDMARKS  # the 51 inner points (18-68): expression, not outline
 
 log = logging.getLogger(__name__)
 

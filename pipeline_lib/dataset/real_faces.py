@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .atomic import atomic_path
+from pipeline_lib.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ Three formats:
 
 The architecture is always inferred from the tensors and checked against any stored kwargs.
 
-Command line: `python -m pipeline_lib.generator_io export SNAPSHOT.pkl OUT.pt`.
+Command line: `python -m pipeline_lib.generator.loading export SNAPSHOT.pkl OUT.pt`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_path
-from .checksums import file_sha256
-from .stylegan2 import Generator, GeneratorConfig
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.provenance import file_sha256
+from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +327,7 @@ def export_snapshot(pkl_path, out_path) -> Generator:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline_lib.generator_io", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline_lib.generator.loading", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     exp = sub.add_parser("export", help="convert an official .pkl snapshot to .pt + .json")
     exp.add_argument("snapshot")

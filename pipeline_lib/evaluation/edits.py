@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .atomic import write_json_atomic
-from .dataset import open_faces
-from .edit_metrics import compute_fid, expression_distance, identity_similarity, pose_error, summarise
-from .fast_synthesis import FastSynthesis
-from .images import from_uint8_hwc, read_images, to_uint8_hwc
-from .mref import load_mapper, mapper_input
-from .style_space import find_layer, layer_mask, layer_range
+from pipeline_lib.atomic import write_json_atomic
+from pipeline_lib.dataset.synthesis import open_faces
+from pipeline_lib.evaluation.metrics import compute_fid, expression_distance, identity_similarity, pose_error, summarise
+from pipeline_lib.generator.fast import FastSynthesis
+from pipeline_lib.images import from_uint8_hwc, read_images, to_uint8_hwc
+from pipeline_lib.mref import load_mapper, mapper_input
+from pipeline_lib.generator.layers import find_layer, layer_mask, layer_range
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +202,9 @@ def style_offsets(editor: Editor, encoders: Encoders, attribute_faces: Attribute
 
 
 def build_job(model_path, faces_path, annotations_path, generator_path, files: dict, encoders_cfg: dict, device_name):
-    from .devices import resolve_device
-    from .encoders import build_encoder
-    from .generator_io import load_generator
+    from pipeline_lib.devices import resolve_device
+    from pipeline_lib.encoders import build_encoder
+    from pipeline_lib.generator.loading import load_generator
 
     device = resolve_device(device_name)
     G = load_generator(generator_path, device=device)
@@ -226,7 +226,7 @@ def run_evaluation_job(
     title: str = "",
 ) -> dict:
     """`evaluate_variant` and `ablation` jobs: metrics.json (+ FID) and an edit grid."""
-    from .figures import edit_grid
+    from pipeline_lib.reporting.figures import edit_grid
 
     G, editor, encoders, detectors, device = build_job(
         model_path, faces_path, annotations_path, generator_path, files, encoders_cfg, device_name
@@ -266,7 +266,7 @@ def run_sparsity_job(
     sparsity_cfg: dict, eval_cfg: dict, outputs: dict, device_name="auto",
 ) -> None:
     """Figs. 7 and 8: the histogram of normalised |dS| and the reuse of the top channels."""
-    from . import sparsity
+    from pipeline_lib.evaluation.edits import sparsity
 
     G, editor, encoders, _, _ = build_job(model_path, faces_path, annotations_path, generator_path, files, encoders_cfg, device_name)
     attribute_faces = AttributeFaces(attribute_path)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .style_space import LayerSpec, build_layer_table
+from pipeline_lib.generator.layers import LayerSpec, build_layer_table
 
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)

@@ -18,8 +18,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .atomic import atomic_path, write_json_atomic
-from .style_space import LayerSpec, channel_of, conv_layers
+from pipeline_lib.atomic import atomic_path, write_json_atomic
+from pipeline_lib.generator.layers import LayerSpec, channel_of, conv_layers
 
 THRESHOLD = 0.6  # Fig. 7's dashed line: channels above it "do" the edit
 REUSE_CSV_COLUMNS = (

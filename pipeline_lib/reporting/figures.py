@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .atomic import atomic_path
+from pipeline_lib.atomic import atomic_path
 
 
 def _check_uint8(name: str, arr, ndim: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .encoders.base import INNER_LANDMARKS
+from pipeline_lib.encoders.base import INNER_LANDMARKS
 
 
 def identity_loss(embedding_ref: torch.Tensor, embedding_out: torch.Tensor) -> torch.Tensor:

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
-from .atomic import atomic_path
-from .paper_reference import (
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.reporting.paper import (
     PAPER256_GENERATIVE_FIELDS,
     PAPER_CITATION,
     PAPER_METRICS,
