@@ -24,8 +24,14 @@ from torch import nn
 
 from ..stylegan2 import FullyConnectedLayer, MappingNetwork
 from .stylegan3_filters import design_lowpass_filter, filtered_lrelu
-from .stylegan3_layers import StyleGAN3Config, StyleGAN3LayerSpec, build_stylegan3_layer_table, layer_design
-from .stylegan3_layers import layer_name, synthesis_geometry
+from .stylegan3_layers import (
+    StyleGAN3Config,
+    StyleGAN3LayerSpec,
+    build_stylegan3_layer_table,
+    layer_design,
+    layer_name,
+    synthesis_geometry,
+)
 
 INPUT_STYLE_DIM = 4  # (r_c, r_s, t_x, t_y)
 
@@ -204,7 +210,7 @@ class StyleGAN3Generator(nn.Module):
     # -- the user transform ----------------------------------------------------------------
 
     @torch.no_grad()
-    def set_transform_matrix(self, m) -> "StyleGAN3Generator":
+    def set_transform_matrix(self, m) -> StyleGAN3Generator:
         """Store `m` (3x3) as `synthesis.input.transform`. Official convention: this matrix is the
         INVERSE of the transform seen in the output image (it maps output coordinates to the
         coordinates at which the Fourier features are sampled)."""
@@ -215,7 +221,7 @@ class StyleGAN3Generator(nn.Module):
         buf.copy_(m.to(buf.dtype))
         return self
 
-    def set_transform(self, translate=(0.0, 0.0), angle_deg: float = 0.0) -> "StyleGAN3Generator":
+    def set_transform(self, translate=(0.0, 0.0), angle_deg: float = 0.0) -> StyleGAN3Generator:
         """Show the image translated by `translate` (image widths) and rotated by `angle_deg`:
         stores inv(make_transform(translate, angle_deg)), exactly as gen_images.py does."""
         return self.set_transform_matrix(np.linalg.inv(make_transform(translate, angle_deg)))
@@ -269,3 +275,44 @@ class StyleGAN3Generator(nn.Module):
 
     def ws_to_image(self, ws, noise_mode="const"):
         return self.synthesize(*self.styles(ws), noise_mode=noise_mode)
+
+
+@torch.no_grad()
+def init_random_stylegan3(cfg: StyleGAN3Config, seed: int, w_avg_samples: int = 10000) -> StyleGAN3Generator:
+    """A generator with the official random initialisation, reproducible by `seed`, made to
+    look trained the way the fixtures do it (perturbed biases, a learned input transform, w_avg
+    and calibrated magnitude_ema). For demos and tests: it exercises every path, draws no faces."""
+    torch_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)  # the official constructors draw from the global generator
+        G = StyleGAN3Generator(cfg)
+    finally:
+        torch.random.set_rng_state(torch_state)
+    gen = torch.Generator().manual_seed(seed + 1)
+    for name, p in G.named_parameters():
+        if name == "synthesis.input.affine.weight":
+            p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+        elif name == "synthesis.input.affine.bias":
+            p.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]) + 0.05 * torch.randn(p.shape, generator=gen))
+        elif name.startswith("mapping") and name.endswith(".bias"):
+            p.copy_(torch.randn(p.shape, generator=gen) * 10)
+        elif name.endswith("affine.bias"):
+            p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
+        elif name.endswith(".bias"):
+            p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+    z = torch.randn([w_avg_samples, cfg.z_dim], generator=gen)
+    G.mapping.w_avg.copy_(G.mapping(z)[:, 0].mean(dim=0))
+
+    def calibrate(module, args):  # in forward order: each layer sees the already-calibrated input
+        module.magnitude_ema.copy_(args[0].square().mean())
+
+    layers = G.conv_layers + G.rgb_layers
+    handles = [G.module_of(s).register_forward_pre_hook(calibrate) for s in layers]
+    try:
+        img = G(torch.randn([16, cfg.z_dim], generator=gen))
+    finally:
+        for h in handles:
+            h.remove()
+    rgb = G.module_of(G.rgb_layers[0]).magnitude_ema
+    rgb.mul_((img.std() / 0.5).square())  # output std about 0.5
+    return G.eval().requires_grad_(False)

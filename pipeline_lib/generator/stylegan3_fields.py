@@ -13,7 +13,8 @@ output pixels that change, as `pipeline_lib.generative_fields.measured_fields` d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,7 +27,7 @@ def _ceil_div(a: int, b: int) -> int:
     return -((-a) // b)
 
 
-def layer_interval(spec: "StyleGAN3LayerSpec", lo: int, hi: int) -> tuple[int, int]:
+def layer_interval(spec: StyleGAN3LayerSpec, lo: int, hi: int) -> tuple[int, int]:
     """Output samples of one layer reached by input samples lo..hi (one axis, unclipped)."""
     px0 = spec.padding[0]
     lo_t = lo * spec.up + px0 - (spec.up_taps - 1) - (spec.down_taps - 1)  # conv adds 0 below
@@ -34,7 +35,7 @@ def layer_interval(spec: "StyleGAN3LayerSpec", lo: int, hi: int) -> tuple[int, i
     return _ceil_div(lo_t, spec.down), hi_t // spec.down
 
 
-def analytic_fields(rows: Sequence["StyleGAN3LayerSpec"], clip: bool = True) -> list[int]:
+def analytic_fields(rows: Sequence[StyleGAN3LayerSpec], clip: bool = True) -> list[int]:
     """Width on the output image of the support of the centre unit of each row's input.
 
     `rows` are the synthesis layers L0..L14 in order (the input row, if present, is skipped).
@@ -54,7 +55,7 @@ def analytic_fields(rows: Sequence["StyleGAN3LayerSpec"], clip: bool = True) -> 
 
 
 @torch.no_grad()
-def measured_fields(G: "StyleGAN3Generator", seed: int = 0) -> list[tuple[int, int]]:
+def measured_fields(G: StyleGAN3Generator, seed: int = 0) -> list[tuple[int, int]]:
     """(width, height) of the changed output region for a unit perturbed at each layer input
     (L0..L14, all channels, at index in_size // 2), in float64.
 
@@ -95,7 +96,7 @@ def measured_fields(G: "StyleGAN3Generator", seed: int = 0) -> list[tuple[int, i
     return sizes
 
 
-def field_table(G: "StyleGAN3Generator", measure: bool = True, seed: int = 0) -> list[dict]:
+def field_table(G: StyleGAN3Generator, measure: bool = True, seed: int = 0) -> list[dict]:
     """One row per synthesis layer (L0..L14), with columns that line up with StyleGAN2's
     `generative_fields.field_table` where they mean the same thing."""
     layers = [s for s in G.layers if s.kind != "input"]

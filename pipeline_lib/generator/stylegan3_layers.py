@@ -73,7 +73,7 @@ class StyleGAN3Config:
         return out
 
     @classmethod
-    def from_official_kwargs(cls, kwargs: dict) -> "StyleGAN3Config":
+    def from_official_kwargs(cls, kwargs: dict) -> StyleGAN3Config:
         kwargs = dict(kwargs)
         if int(kwargs.get("c_dim", 0) or 0) != 0:
             raise ValueError("conditional generators (c_dim > 0) are not supported")
