@@ -97,7 +97,8 @@ def _channel_base(cfg: StyleGAN3Config, channels: list[int], stored: int | None)
     cutoffs = synthesis_geometry(cfg)["cutoffs"][:-1]
     candidates = [stored] if stored else []
     raw = [c * 2 * f for c, f in zip(channels, cutoffs) if c < cfg.channel_max]
-    candidates += [2 ** round(np.log2(b)) for b in raw] + [round(b) for b in raw]  # powers of two first
+    # prefer the roundest value (768 = 3 * 2**8 rather than 766): multiples of 2**k, k decreasing
+    candidates += [round(b / 2**k) * 2**k for k in range(16, -1, -1) for b in raw]
     candidates += [cfg.channel_max * 2 * round(cutoffs[0])]
     for base in candidates:
         if base and list(np.rint(np.minimum(base / 2 / cutoffs, cfg.channel_max)).astype(int)) == channels:
