@@ -24,6 +24,15 @@ TINY_CFG = GeneratorConfig(
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small shared test machines: intra-op threads on tiny tensors only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class LinearGaussianG:
     """A stand-in whose 'mapping' ends in the same leaky ReLU, on an exactly Gaussian v = A z + b,
     so the true mean and covariance of V are known: b and A A^T."""

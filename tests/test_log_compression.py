@@ -15,6 +15,15 @@ TINY_CFG = GeneratorConfig(
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small shared test machines: intra-op threads on tiny tensors only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("tau,scale", [(2.0, 1.0), (0.5, 0.3), (3.0, 2.0)])
 def test_identity_inside_continuous_monotone_odd(tau, scale):
     c = np.linspace(-4 * tau - 5, 4 * tau + 5, 20001)
