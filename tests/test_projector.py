@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pipeline_lib.latent.evaluation import (
+    compare_prior,
     generated_targets,
     interpolate_ws,
     interpolation_midpoints,
@@ -196,3 +197,12 @@ def test_interpolation_helpers(setup):
     res_b = project(G, target[1:], config(space="w", num_steps=3), stats=stats)
     imgs = interpolation_midpoints(G, res_a, res_b, alphas=(0.25, 0.5))
     assert imgs.shape == (2, 1, 3, 32, 32)
+
+
+def test_compare_prior_scores_both_runs(setup):
+    G, gaussian, stats, ws, target = setup
+    out = compare_prior(G, target, ws, config(space="w+", num_steps=5), gaussian, seeds=[0, 1], stats=stats)
+    for name in ("no_prior", "prior"):
+        assert set(out[name]) == {"psnr", "w_l2", "v_mahalanobis", "mahalanobis_sq_per_layer"}
+        assert out[name]["psnr"].shape == (2,)
+    assert "prior" in out["prior_result"].losses and "prior" not in out["no_prior_result"].losses
