@@ -1,0 +1,107 @@
+"""Per-image losses for the projector: each returns one value per image, [N], so that a batch
+is the sum of independent problems (summing, not averaging, keeps every image's gradient the
+same as in a batch of one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+VGG16_FEATURE_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)  # indices in vgg16.features
+
+
+class PixelLoss:
+    """Mean squared error per image (images in [-1, 1]) plus `msssim_weight` x (1 - MS-SSIM).
+
+    MS-SSIM (five scales, standard weights) shrinks its Gaussian window on small images and
+    falls back to single-scale SSIM below 49 pixels, so it also runs on tiny test generators.
+    """
+
+    def __init__(self, msssim_weight: float = 0.0, win_size: int = 11):
+        self.msssim_weight = float(msssim_weight)
+        self.win_size = win_size
+
+    def __call__(self, img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = (img - target).square().flatten(1).mean(1)
+        if self.msssim_weight:
+            loss = loss + self.msssim_weight * (1 - self.msssim(img, target))
+        return loss
+
+    def msssim(self, img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        from pytorch_msssim import ms_ssim, ssim
+
+        side = min(img.shape[-2:])
+        x, y = (img + 1) / 2, (target + 1) / 2
+        win = self.win_size
+        while win > 3 and (win - 1) * 16 >= side:  # pytorch_msssim needs side > 16 (win - 1)
+            win -= 2
+        if (win - 1) * 16 < side:
+            return ms_ssim(x, y, data_range=1.0, size_average=False, win_size=win)
+        win = min(self.win_size, side if side % 2 else side - 1)
+        return ssim(x, y, data_range=1.0, size_average=False, win_size=win)  # too small for 5 scales
+
+
+def load_vgg16_features(net: torch.nn.Module, vgg16_path) -> None:
+    """Copy torchvision vgg16 `features.<i>.weight/bias` from a local state dict into lpips's
+    backbone, whose slices keep the torchvision indices as module names (slice2.5 = features.5)."""
+    path = Path(vgg16_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no VGG16 state dict at {path} (torchvision's vgg16 weights; nothing is downloaded)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    loaded = set()
+    with torch.no_grad():
+        for slice_name, block in net.named_children():
+            for idx, module in block.named_children():
+                if not isinstance(module, torch.nn.Conv2d):
+                    continue
+                for part in ("weight", "bias"):
+                    key = f"features.{idx}.{part}"
+                    if key not in state:
+                        raise KeyError(f"{path} lacks {key}: not a torchvision vgg16 state dict")
+                    getattr(module, part).copy_(state[key])
+                loaded.add(int(idx))
+    if loaded != set(VGG16_FEATURE_CONVS):
+        raise ValueError(f"loaded VGG16 convs {sorted(loaded)}, expected {list(VGG16_FEATURE_CONVS)}")
+
+
+class LpipsLoss(torch.nn.Module):
+    """LPIPS (VGG16, v0.1) per image, as NVIDIA's projector uses a VGG16 LPIPS.
+
+    The linear calibration layers ship inside the `lpips` package; the VGG16 backbone is read
+    from `vgg16_path` (torchvision's `vgg16` state dict), never downloaded. Images larger than
+    `resolution` are area-downsampled to it first, as NVIDIA's projector does for 256.
+    """
+
+    def __init__(self, vgg16_path, resolution: int = 256):
+        super().__init__()
+        import warnings
+
+        import lpips
+
+        with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
+            warnings.simplefilter("ignore", UserWarning)
+            self.model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
+        load_vgg16_features(self.model.net, vgg16_path)
+        self.model.eval().requires_grad_(False)
+        self.resolution = int(resolution)
+
+    def forward(self, img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if img.shape[-1] > self.resolution:
+            img = F.interpolate(img, size=(self.resolution, self.resolution), mode="area")
+            target = F.interpolate(target, size=(self.resolution, self.resolution), mode="area")
+        return self.model(img, target, normalize=False).flatten()
+
+
+def make_image_loss(name: str, msssim_weight: float = 0.0, vgg16_path=None, device="cpu"):
+    """ "pixel" (L2 + optional MS-SSIM) or "lpips" (needs `vgg16_path`)."""
+    if name == "pixel":
+        return PixelLoss(msssim_weight)
+    if name == "lpips":
+        if vgg16_path is None:
+            raise ValueError("the lpips loss needs vgg16_path: a local torchvision vgg16 state dict")
+        return LpipsLoss(vgg16_path).to(device)
+    raise ValueError(f"image loss must be 'pixel' or 'lpips', got {name!r}")
