@@ -9,6 +9,6 @@ Only the public API of the generator is used (`mapping`, `styles`, `synthesize`,
 `ws_to_image`, `noise_const` buffers when present), so StyleGAN3 works as well as StyleGAN2.
 """
 
-from .gaussian import LatentGaussian, fit_latent_gaussian, to_v, to_w
+from pipeline_lib.latent.gaussian import LatentGaussian, fit_latent_gaussian, to_v, to_w
 
 __all__ = ["LatentGaussian", "fit_latent_gaussian", "to_v", "to_w"]

@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-from .gaussian import LatentGaussian, to_v, to_w
+from pipeline_lib.latent.gaussian import LatentGaussian, to_v, to_w
 
 DEFAULT_TAU = 2.0
 METHODS = ("raw", "truncation", "log_compression")

@@ -13,8 +13,8 @@ from dataclasses import replace
 
 import torch
 
-from .gaussian import LatentGaussian, to_v, to_w
-from .projector import ProjectionResult, ProjectorConfig, latent_statistics, project
+from pipeline_lib.latent.gaussian import LatentGaussian, to_v, to_w
+from pipeline_lib.latent.projector import ProjectionResult, ProjectorConfig, latent_statistics, project
 
 
 def psnr(img: torch.Tensor, ref: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:

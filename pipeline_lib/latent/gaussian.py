@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from pipeline_lib.atomic import atomic_path
 
 V_SLOPE = 5.0  # 1 / the mapping network's leaky ReLU slope of 0.2
 FILE_FORMAT = "genfields.latent_gaussian.v1"

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic import atomic_path
-from .gaussian import LatentGaussian, mapping_w_batches, to_v
-from .image_losses import make_image_loss
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.latent.gaussian import LatentGaussian, mapping_w_batches, to_v
+from pipeline_lib.latent.image_losses import make_image_loss
 
 SPACES = ("w", "w+", "s")
 # lambda: at a typical sample m^2 ~ w_dim = 512, so the prior costs ~0.05 per layer vector, the
