@@ -1,12 +1,13 @@
 # genfields: the generative-fields reproduction as a DAG of cached file targets.
-# Rules only wire files to workflow/scripts/*, which call pipeline_lib (see DESIGN in README).
+# Rules only wire files to workflow/scripts/*, each one call into pipeline_lib.jobs (README: Layout).
 
 import os
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-sys.path.insert(0, workflow.basedir)  # the rules read pipeline_lib's registry of weights
+sys.path.insert(0, workflow.basedir)  # the rules read pipeline_lib's registry and settings
 
 min_version("9.0")
 
@@ -19,6 +20,13 @@ validate(config, "workflow/schemas/config.schema.yaml")
 # null (config files are merged key by key, so leaving it out would keep it).
 for section, key in (("training", "variants"), ("ablation", "configs")):
     config[section][key] = {k: v for k, v in config[section][key].items() if v is not None}
+
+from pipeline_lib.settings import check_all
+
+try:  # every section parsed once, so that a bad value stops the run before any job starts
+    check_all(config)
+except (KeyError, ValueError) as exc:
+    raise WorkflowError(f"config: {exc}") from None
 
 
 report: "workflow/report/workflow.rst"

@@ -28,8 +28,8 @@ from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, writ
 from pipeline_lib.evaluation.metrics import compute_fid  # noqa: E402
 from pipeline_lib.encoders import BACKENDS, build_encoder  # noqa: E402
 from pipeline_lib.encoders.random_weights import random_weights_file  # noqa: E402
-from pipeline_lib.evaluation.edits import run_evaluation_job, run_sparsity_job  # noqa: E402
-from pipeline_lib.generator.loading import save_generator  # noqa: E402
+from pipeline_lib.jobs.evaluation import evaluate_edits, sparsity_analyses  # noqa: E402
+from pipeline_lib.generator import save_generator  # noqa: E402
 from pipeline_lib.mref import ReferenceMapper, save_mapper  # noqa: E402
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
 from pipeline_lib.weights.registry import REGISTRY  # noqa: E402
@@ -48,11 +48,11 @@ def main():
     G = init_random_generator(GeneratorConfig(), seed=0, w_avg_samples=1000)
     save_generator(G, tmp / "G.pt")
     G = G.cuda()
-    settings = SynthesisSettings(chunk_size=64, dtype="bfloat16", compile=False)
+    settings = SynthesisSettings.defaults(chunk_size=64, dtype="bfloat16", compile=False)
     n = args.faces
     write_shard(tmp / "s.h5", G, file_sha256(tmp / "G.pt"), 0, n, n, settings, 256, device="cuda", progress=False)
     merge_shards([tmp / "s.h5"], tmp / "faces.h5", n * 3 // 4, n - n * 3 // 4)
-    real_settings = SynthesisSettings(global_seed=1, chunk_size=64, dtype="bfloat16", compile=False)
+    real_settings = SynthesisSettings.defaults(global_seed=1, chunk_size=64, dtype="bfloat16", compile=False)
     write_shard(tmp / "r.h5", G, "x", 0, args.real, args.real, real_settings, 256, device="cuda", progress=False)
     with h5py.File(tmp / "r.h5", "r") as src, h5py.File(tmp / "ffhq256.h5", "w") as out:
         out.create_dataset("images", data=src["images"][:], chunks=(1, 256, 256, 3))
@@ -70,13 +70,13 @@ def main():
     mapper = ReferenceMapper(2048, 4928)
     torch.nn.init.normal_(mapper.head.weight, std=1e-3)
     save_mapper(tmp / "m.pt", mapper, {"settings": {"input_features": "attribute"}})
-    common = dict(model_path=tmp / "m.pt", faces_path=tmp / "faces.h5", annotations_path=tmp / "ann.h5",
-                  attribute_path=tmp / "ffhq256.h5", generator_path=tmp / "G.pt", files=files, encoders_cfg=ENCODERS,
-                  device_name="cuda")
+    common = dict(model=tmp / "m.pt", faces=tmp / "faces.h5", annotations=tmp / "ann.h5",
+                  attribute_faces=tmp / "ffhq256.h5", generator=tmp / "G.pt", files=files, encoders=ENCODERS,
+                  device="cuda")
     eval_cfg = {"num_pairs": args.pairs, "seed": 0, "batch_size": 32, "grid": [4, 6]}
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    record = run_evaluation_job(**common, eval_cfg=eval_cfg, out_metrics=tmp / "metrics.json", out_grid=tmp / "grid.png")
+    record = evaluate_edits(**common, evaluation=eval_cfg, out_metrics=tmp / "metrics.json", out_grid=tmp / "grid.png")
     t_eval = time.perf_counter() - t0
     print(f"evaluate_variant, {args.pairs} pairs, FID against {args.real} faces: {t_eval:.1f} s "
           f"(identity {record['identity']['mean']:.3f}, FID {record['fid']['fid']:.1f})")
@@ -92,8 +92,8 @@ def main():
     outputs = {k: tmp / f"{k}.out" for k in ("histogram_csv", "histogram_summary", "reuse_csv")}
     outputs.update({k: tmp / f"{k}.png" for k in ("histogram_png", "reuse_png")})
     t0 = time.perf_counter()
-    run_sparsity_job(**common, sparsity_cfg={"histogram_tests": 100, "bins": 20, "threshold": 0.6, "reuse_tests": 10,
-                                             "top_k": 50}, eval_cfg=eval_cfg, outputs=outputs)
+    sparsity_analyses(**common, sparsity_cfg={"variant": "euler", "histogram_tests": 100, "bins": 20, "threshold": 0.6, "reuse_tests": 10,
+                                             "top_k": 50}, evaluation=eval_cfg, outputs=outputs)
     print(f"sparsity (100 tests): {time.perf_counter() - t0:.1f} s")
 
 

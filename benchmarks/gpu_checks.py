@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_lib import load_generator  # noqa: E402
 from pipeline_lib.devices import resolve_device  # noqa: E402
-from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, open_faces, shard_ranges, write_shard  # noqa: E402
+from pipeline_lib.dataset.store import open_faces  # noqa: E402
+from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, shard_ranges, write_shard  # noqa: E402
 from pipeline_lib.generator.fast import FastSynthesis, psnr  # noqa: E402
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
 
@@ -50,7 +51,7 @@ def determinism(device, n=2048) -> None:
 
     G = init_random_generator(GeneratorConfig(), seed=0, w_avg_samples=1000).to(device)
     for compile_ in (False, True):
-        settings = SynthesisSettings(global_seed=5, truncation_psi=0.7, chunk_size=256, compile=compile_)
+        settings = SynthesisSettings.defaults(global_seed=5, truncation_psi=0.7, chunk_size=256, compile=compile_)
         datasets = []
         for shard_size, batch_size in ((512, 256), (1024, 1024), (2048, 512)):
             folder = Path(tempfile.mkdtemp())

@@ -26,7 +26,7 @@ from pipeline_lib.provenance import file_sha256  # noqa: E402
 from pipeline_lib.dataset.synthesis import SynthesisSettings, compute_style_stats, merge_shards, write_shard  # noqa: E402
 from pipeline_lib.encoders import build_encoder  # noqa: E402
 from pipeline_lib.encoders.random_weights import random_weights_file  # noqa: E402
-from pipeline_lib.generator.loading import save_generator  # noqa: E402
+from pipeline_lib.generator import save_generator  # noqa: E402
 from pipeline_lib.mref import load_mapper  # noqa: E402
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
 from pipeline_lib.training.loop import run_training_job  # noqa: E402
@@ -55,7 +55,7 @@ def main():
     G = init_random_generator(PAPER256, seed=0, w_avg_samples=1000)
     save_generator(G, tmp / "G.pt")
     n = args.faces
-    settings = SynthesisSettings(chunk_size=64, dtype="bfloat16", compile=False)
+    settings = SynthesisSettings.defaults(chunk_size=64, dtype="bfloat16", compile=False)
     write_shard(tmp / "s.h5", G.cuda(), file_sha256(tmp / "G.pt"), 0, n, n, settings, 128, device="cuda", progress=False)
     merge_shards([tmp / "s.h5"], tmp / "faces.h5", n * 3 // 4, n - n * 3 // 4)
     compute_style_stats(tmp / "faces.h5", tmp / "stats.h5")

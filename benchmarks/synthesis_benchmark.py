@@ -116,7 +116,7 @@ def main() -> None:
     names = list(VARIANTS) if args.variants == "all" else [n for n in args.variants.split(",") if n]
     for name in names:
         dtype, comp, graph = VARIANTS[name]
-        settings = SynthesisSettings(global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype=dtype, compile=comp)
+        settings = SynthesisSettings.defaults(global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype=dtype, compile=comp)
         t0 = time.perf_counter()
         synth = ChunkSynthesizer(G, settings, device, cuda_graph=graph)
         out = synth.run(0)
@@ -143,7 +143,7 @@ def main() -> None:
 
     if args.writer_only:
         # The writer alone: the same write_shard loop fed one precomputed chunk, no GPU compute.
-        settings = SynthesisSettings(global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype="bfloat16")
+        settings = SynthesisSettings.defaults(global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype="bfloat16", compile=False)
         synth = ChunkSynthesizer(G, settings, device, cuda_graph=False)
         cached = {k: v.clone() for k, v in synth.run(0).items()}
 
@@ -166,7 +166,7 @@ def main() -> None:
 
     if args.dataset:
         dtype, comp, graph = VARIANTS[args.dataset_variant]
-        settings = SynthesisSettings(global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype=dtype, compile=comp)
+        settings = SynthesisSettings.defaults(global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype=dtype, compile=comp)
         work = Path(args.workdir or tempfile.mkdtemp(prefix="genfields-bench-"))
         work.mkdir(parents=True, exist_ok=True)
         t_warm = time.perf_counter()

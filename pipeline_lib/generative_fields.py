@@ -16,23 +16,11 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from pipeline_lib.atomic import atomic_path
+from pipeline_lib.generator.layers import equation1_fields
 from pipeline_lib.reporting.paper import PAPER256_GENERATIVE_FIELDS
 
 if TYPE_CHECKING:
     from pipeline_lib.generator.stylegan2 import Generator
-
-
-def equation1_fields(kernel_sizes: Sequence[int], input_resolutions: Sequence[int], img_resolution: int) -> list[int]:
-    """Eq. 1: GF_l = 1 + sum_{m >= l} (k_m - 1) * R / r_m, with r_m the input resolution of layer m.
-
-    A k x k kernel at resolution r widens the field by k - 1 units, each of which spans R / r
-    output pixels. For paper256 this gives 507, 379, 251, ..., 7, 3 for conv0..conv12.
-    """
-    fields, total = [], 1
-    for k, r in zip(reversed(kernel_sizes), reversed(input_resolutions)):
-        total += (k - 1) * (img_resolution // r)
-        fields.append(total)
-    return fields[::-1]
 
 
 def _conv_interval(a: int, b: int, up: int, k: int) -> tuple[int, int]:

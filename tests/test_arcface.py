@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pipeline_lib.encoders.arcface import IRSE50, IdentityEncoder, arcface_input
-from pipeline_lib.generator.loading import WeightsError
+from pipeline_lib.weights import WeightsError
 
 # Derived from TreB1eN's Backbone(50, 0.6, 'ir_se'): input layer 3*64*9 + BN 2*64 + PReLU 64;
 # unit(i, d) = BN 2i + conv 9id + PReLU d + conv 9d^2 + BN 2d + SE 2*d*(d/16) [+ 1x1 conv id + BN 2d

@@ -16,25 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_lib.dataset.synthesis import (
-    RunningMoments,
-    SynthesisSettings,
-    compute_style_stats,
-    invert_last_lrelu,
-    latents,
-    merge_shards,
-    shard_ranges,
-    write_shard,
-)
+from pipeline_lib.dataset.statistics import RunningMoments, compute_style_stats, invert_last_lrelu
+from pipeline_lib.dataset.synthesis import SynthesisSettings, latents, merge_shards, shard_ranges, write_shard
 from pipeline_lib.images import to_uint8_hwc
-from pipeline_lib.generator.loading import save_generator
+from pipeline_lib.generator import save_generator
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 
 TINY_CFG = GeneratorConfig(
     z_dim=16, w_dim=16, img_resolution=32, num_mapping_layers=2, channel_base=128, channel_max=16
 )
 N = 24
-SETTINGS = SynthesisSettings(global_seed=7, truncation_psi=0.8, chunk_size=4, dtype="float32")
+SETTINGS = SynthesisSettings.defaults(global_seed=7, truncation_psi=0.8, chunk_size=4, dtype="float32", compile=False)
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +58,13 @@ def build(G, folder: Path, shard_size: int, batch_size: int, settings=SETTINGS, 
 
 
 def _shard_in_process(gen_path, out, start, stop, batch_size, settings):
-    from pipeline_lib.generator.loading import load_generator
+    from pipeline_lib.generator import load_generator
 
     write_shard(out, load_generator(gen_path), "sha", start, stop, N, settings, batch_size, progress=False)
 
 
 def read_all(path):
-    from pipeline_lib.dataset.synthesis import open_faces
+    from pipeline_lib.dataset.store import open_faces
 
     with open_faces(path) as f:
         return {k: f[k][()] for k in ("z", "w", "styles", "images", "seed")}
@@ -148,7 +140,7 @@ def test_merge_refuses_gaps_mixed_settings_and_bad_splits(tiny_G, tmp_path):
     write_shard(c, tiny_G, "sha", 16, 24, N, SETTINGS, 8, progress=False)
     with pytest.raises(ValueError, match="starts at face 16, expected 8"):
         merge_shards([a, c], tmp_path / "m.h5", 18, 6)
-    other = SynthesisSettings(global_seed=8, truncation_psi=0.8, chunk_size=4, dtype="float32")
+    other = SynthesisSettings.defaults(global_seed=8, truncation_psi=0.8, chunk_size=4, dtype="float32", compile=False)
     write_shard(b, tiny_G, "sha", 8, 16, N, other, 8, progress=False)
     with pytest.raises(ValueError, match="global_seed=8 differs"):
         merge_shards([a, b, c], tmp_path / "m.h5", 18, 6)
@@ -160,11 +152,11 @@ def test_merge_refuses_gaps_mixed_settings_and_bad_splits(tiny_G, tmp_path):
 
 KILL_SCRIPT = """
 import sys, torch
-from pipeline_lib.generator.loading import load_generator
+from pipeline_lib.generator import load_generator
 from pipeline_lib.dataset.synthesis import SynthesisSettings, write_shard
 torch.set_num_threads(1)
 G = load_generator(sys.argv[1])
-write_shard(sys.argv[2], G, "sha", 0, 4000, 4000, SynthesisSettings(chunk_size=4, dtype="float32"), 4, progress=False)
+write_shard(sys.argv[2], G, "sha", 0, 4000, 4000, SynthesisSettings.defaults(chunk_size=4, dtype="float32", compile=False), 4, progress=False)
 """
 
 
@@ -185,7 +177,7 @@ def test_a_killed_shard_job_leaves_nothing_that_looks_complete(tiny_G, tmp_path)
     leftovers = list(target.parent.iterdir())
     assert leftovers and all(".partial" in p.name for p in leftovers)
     # a rerun makes the target and clears the debris
-    write_shard(target, tiny_G, "sha", 0, 8, 8, SynthesisSettings(chunk_size=4, dtype="float32"), 4, progress=False)
+    write_shard(target, tiny_G, "sha", 0, 8, 8, SynthesisSettings.defaults(chunk_size=4, dtype="float32", compile=False), 4, progress=False)
     assert [p.name for p in target.parent.iterdir()] == ["0.h5"]
 
 
@@ -226,7 +218,7 @@ def test_v_undoes_the_last_leaky_relu():
 
 
 def test_merged_file_reads_from_the_shards_and_refuses_a_missing_one(tiny_G, tmp_path, monkeypatch):
-    from pipeline_lib.dataset.synthesis import open_faces
+    from pipeline_lib.dataset.store import open_faces
 
     faces = build(tiny_G, tmp_path, 8, 8)
     with open_faces(faces) as f:
@@ -239,6 +231,6 @@ def test_merged_file_reads_from_the_shards_and_refuses_a_missing_one(tiny_G, tmp
     (tmp_path / "1.h5").rename(tmp_path / "1.bak")
     with pytest.raises(FileNotFoundError, match=r"reads faces 8-16 from .*1.h5, which is missing"):
         open_faces(faces)
-    write_shard(tmp_path / "1.h5", tiny_G, "sha", 8, 16, N, SynthesisSettings(global_seed=1, chunk_size=4), 8, progress=False)
+    write_shard(tmp_path / "1.h5", tiny_G, "sha", 8, 16, N, SynthesisSettings.defaults(global_seed=1, chunk_size=4, compile=False), 8, progress=False)
     with pytest.raises(ValueError, match="is not the shard"):
         open_faces(faces)

@@ -13,8 +13,9 @@ from conftest import shared_path
 from training_inputs import ENCODERS_CFG, build_training_inputs
 
 from pipeline_lib.encoders.random_weights import random_weights_file
-from pipeline_lib.evaluation.edits import draw_pairs, run_evaluation_job, run_sparsity_job
-from pipeline_lib.generator.loading import load_generator
+from pipeline_lib.evaluation.edits import draw_pairs
+from pipeline_lib.jobs.evaluation import evaluate_edits, sparsity_analyses
+from pipeline_lib.generator import load_generator
 from pipeline_lib.mref import ReferenceMapper, save_mapper
 from pipeline_lib.dataset.real_faces import prepare_real_faces
 
@@ -41,21 +42,21 @@ def setup(tmp_path_factory):
 
 def job_args(folder, inputs, files, model):
     return dict(
-        model_path=folder / model,
-        faces_path=inputs["faces_path"],
-        annotations_path=inputs["annotations_path"],
-        attribute_path=folder / "ffhq256.h5",
-        generator_path=inputs["generator_path"],
+        model=folder / model,
+        faces=inputs["faces_path"],
+        annotations=inputs["annotations_path"],
+        attribute_faces=folder / "ffhq256.h5",
+        generator=inputs["generator_path"],
         files=files,
-        encoders_cfg=ENCODERS_CFG,
-        device_name="cpu",
+        encoders=ENCODERS_CFG,
+        device="cpu",
     )
 
 
 def test_an_untrained_editor_keeps_the_identity_and_the_metrics_record_their_context(setup, tmp_path):
     folder, inputs, files = setup
     out = tmp_path / "metrics.json"
-    run_evaluation_job(**job_args(folder, inputs, files, "untrained.pt"), eval_cfg=EVAL_CFG, out_metrics=out, out_grid=tmp_path / "grid.png")
+    evaluate_edits(**job_args(folder, inputs, files, "untrained.pt"), evaluation=EVAL_CFG, out_metrics=out, out_grid=tmp_path / "grid.png")
     m = json.loads(out.read_text())
     assert m["identity"]["n"] == 6 and m["identity"]["mean"] > 0.999  # dS = 0: the edit is the identity face
     assert m["attribute_source"].startswith("real") and m["fid"]["num_a"] == 6 and m["fid"]["num_b"] == 81
@@ -67,9 +68,9 @@ def test_an_untrained_editor_keeps_the_identity_and_the_metrics_record_their_con
 def test_ablation_masks_dS_to_its_layers(setup, tmp_path):
     folder, inputs, files = setup
     args = job_args(folder, inputs, files, "random.pt")
-    full = run_evaluation_job(**args, eval_cfg=EVAL_CFG, out_metrics=tmp_path / "a.json", out_grid=tmp_path / "a.png")
-    late = run_evaluation_job(
-        **args, eval_cfg=EVAL_CFG, out_metrics=tmp_path / "b.json", out_grid=tmp_path / "b.png", layers=["conv6", "conv11"]
+    full = evaluate_edits(**args, evaluation=EVAL_CFG, out_metrics=tmp_path / "a.json", out_grid=tmp_path / "a.png")
+    late = evaluate_edits(
+        **args, evaluation=EVAL_CFG, out_metrics=tmp_path / "b.json", out_grid=tmp_path / "b.png", layers=["conv6", "conv11"]
     )
     assert late["layers"] == ["conv6", "conv11"]
     G = load_generator(inputs["generator_path"])
@@ -92,8 +93,8 @@ def test_sparsity_job_writes_both_figures_over_every_channel(setup, tmp_path):
     folder, inputs, files = setup
     names = ["histogram_csv", "histogram_summary", "histogram_png", "reuse_csv", "reuse_png"]
     outputs = {n: tmp_path / (n.replace("_png", ".png").replace("_csv", ".csv").replace("_summary", "_summary.json")) for n in names}
-    sparsity_cfg = {"histogram_tests": 5, "bins": 20, "threshold": 0.6, "reuse_tests": 4, "top_k": 10}
-    run_sparsity_job(**job_args(folder, inputs, files, "random.pt"), sparsity_cfg=sparsity_cfg, eval_cfg=EVAL_CFG, outputs=outputs)
+    sparsity_cfg = {"variant": "euler", "histogram_tests": 5, "bins": 20, "threshold": 0.6, "reuse_tests": 4, "top_k": 10}
+    sparsity_analyses(**job_args(folder, inputs, files, "random.pt"), sparsity_cfg=sparsity_cfg, evaluation=EVAL_CFG, outputs=outputs)
     rows = list(csv.DictReader(open(outputs["histogram_csv"])))
     assert len(rows) == 20
     G = load_generator(inputs["generator_path"])

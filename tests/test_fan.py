@@ -39,7 +39,7 @@ from pipeline_lib.encoders.fan import (
     soft_argmax,
 )
 from pipeline_lib.encoders.geometry import euler_degrees
-from pipeline_lib.generator.loading import WeightsError
+from pipeline_lib.weights import WeightsError
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import torch
 from torchvision.models import inception_v3
 
 from pipeline_lib.encoders.inception import IMAGENET_MEAN, IMAGENET_STD, AttributeEncoder
-from pipeline_lib.generator.loading import WeightsError
+from pipeline_lib.weights import WeightsError
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,12 @@ import torch
 from training_inputs import DETECTOR, TRAINING_CFG, build_training_inputs
 
 from pipeline_lib.encoders import build_encoder
-from pipeline_lib.generator.loading import load_generator
+from pipeline_lib.generator import load_generator
 from pipeline_lib.mref import ReferenceMapper, load_mapper
-from pipeline_lib.training.loop import (
-    Trainer,
-    TrainingData,
-    batch_plan,
-    lr_factor,
-    run_training_job,
-    settings_from_config,
-)
+from pipeline_lib.settings import TrainingSettings
+from pipeline_lib.training.data import TrainingData, batch_plan
+from pipeline_lib.training.launch import start_training
+from pipeline_lib.training.step import Trainer, lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,19 +41,19 @@ def cfg_with(**changes) -> dict:
 
 
 def test_variants_take_the_shared_settings_and_override_them():
-    default = settings_from_config(TRAINING_CFG, "default")
-    final = settings_from_config(TRAINING_CFG, "final")
-    assert default.input_features == "identity+attribute" and not default.losses.euler
-    assert final.input_features == "attribute" and final.losses.euler and final.losses.lambda_reg == 0.1
-    assert default.losses.lambda_attr == final.losses.lambda_attr == 0.01
+    default = TrainingSettings.for_variant(TRAINING_CFG, "default")
+    final = TrainingSettings.for_variant(TRAINING_CFG, "final")
+    assert default.input_features == "identity+attribute" and not default.euler_loss
+    assert final.input_features == "attribute" and final.euler_loss and final.lambda_reg == 0.1
+    assert default.lambda_attr == final.lambda_attr == 0.01
     with pytest.raises(KeyError, match="no training variant 'nope'"):
-        settings_from_config(TRAINING_CFG, "nope")
+        TrainingSettings.for_variant(TRAINING_CFG, "nope")
     with pytest.raises(ValueError, match="multiple of gpus"):
-        settings_from_config(cfg_with(gpus=4, batch_size=6), "final")
+        TrainingSettings.for_variant(cfg_with(gpus=4, batch_size=6), "final")
 
 
 def test_batches_cross_every_third_step_and_depend_only_on_seed_and_step():
-    s = settings_from_config(cfg_with(batch_size=6), "final")
+    s = TrainingSettings.for_variant(cfg_with(batch_size=6), "final")
     identity, attribute = np.arange(0, 100), np.arange(100, 130)
     for step in range(7):
         ids, attrs, cross = batch_plan(step, s, identity, attribute)
@@ -73,7 +69,7 @@ def test_batches_cross_every_third_step_and_depend_only_on_seed_and_step():
 
 
 def test_learning_rate_decays_from_start_to_end():
-    s = settings_from_config(cfg_with(num_steps=101, lr=5e-6, lr_end=1e-7), "final")
+    s = TrainingSettings.for_variant(cfg_with(num_steps=101, lr=5e-6, lr_end=1e-7), "final")
     assert lr_factor(0, s) * s.lr == pytest.approx(5e-6)
     assert lr_factor(100, s) * s.lr == pytest.approx(1e-7)
     assert lr_factor(50, s) * s.lr == pytest.approx((5e-6 * 1e-7) ** 0.5)
@@ -100,10 +96,10 @@ def test_an_untrained_edit_reproduces_the_identity_face_and_its_annotations(inpu
     identity = build_encoder("arcface_ir_se50", files)
     landmarks = build_encoder(DETECTOR, files)
     data = TrainingData(inputs["faces_path"], inputs["annotations_path"], inputs["stats_path"], DETECTOR, "cpu")
-    trainer = Trainer(G, identity, landmarks, data, settings_from_config(TRAINING_CFG, "final"), "cpu")
+    trainer = Trainer(G, identity, landmarks, data, TrainingSettings.for_variant(TRAINING_CFG, "final"), "cpu")
     from pipeline_lib.training.losses import landmark_loss
     from pipeline_lib.images import read_images
-    from pipeline_lib.training.loop import loss_terms
+    from pipeline_lib.training.step import loss_terms
 
     ids = torch.tensor([0, 5])
     S_id, S_rgb, dS = trainer.edit_styles(ids, ids)
@@ -133,9 +129,9 @@ def _job_script(inputs, out, cfg, variant="final") -> str:
         "import json, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
         "from pipeline_lib.logs import configure\n"
-        "from pipeline_lib.training.loop import run_training_job\n"
+        "from pipeline_lib.training.launch import start_training\n"
         "configure()\n"
-        f"run_training_job(**json.loads({json.dumps(json.dumps(args))}))\n"
+        f"start_training(**json.loads({json.dumps(json.dumps(args))}))\n"
     )
 
 
@@ -178,9 +174,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_reaches_the_same_weights(i
 
 def test_checkpoints_of_other_settings_are_not_resumed(inputs, tmp_path):
     out = tmp_path / "m" / "mref.pt"
-    run_training_job(out, training_cfg=cfg_with(num_steps=4, lr=1e-3), variant="final", device_name="cpu", stop_after=2, **inputs)
+    start_training(out, training_cfg=cfg_with(num_steps=4, lr=1e-3), variant="final", device_name="cpu", stop_after=2, **inputs)
     assert (out.parent / "checkpoints" / "step_000000002.pt").exists() and not out.exists()
-    run_training_job(out, training_cfg=cfg_with(num_steps=4, lr=2e-3), variant="final", device_name="cpu", **inputs)
+    start_training(out, training_cfg=cfg_with(num_steps=4, lr=2e-3), variant="final", device_name="cpu", **inputs)
     rows = _read_csv(out.parent / "logs" / "losses.csv")
     assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
     assert float(rows[0]["lr"]) == pytest.approx(2e-3)
@@ -189,12 +185,12 @@ def test_checkpoints_of_other_settings_are_not_resumed(inputs, tmp_path):
 def test_two_processes_under_torchrun_match_one_process(inputs, tmp_path):
     """The DDP launch (gloo on CPU): each process takes half of the global batch."""
     single = tmp_path / "one" / "mref.pt"
-    run_training_job(single, training_cfg=cfg_with(num_steps=4), variant="default", device_name="cpu", **inputs)
+    start_training(single, training_cfg=cfg_with(num_steps=4), variant="default", device_name="cpu", **inputs)
     double = tmp_path / "two" / "mref.pt"
     env_before = dict(os.environ)
     try:
         os.environ["OMP_NUM_THREADS"] = "1"
-        run_training_job(double, training_cfg=cfg_with(num_steps=4, gpus=2), variant="default", device_name="cpu", **inputs)
+        start_training(double, training_cfg=cfg_with(num_steps=4, gpus=2), variant="default", device_name="cpu", **inputs)
     finally:
         os.environ.clear()
         os.environ.update(env_before)

@@ -16,72 +16,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-TINY = {
-    "results": "results",
-    "device": "cpu",
-    "weights": {"dir": "results/weights", "files": {}, "random_init": True},
-    "generator": {
-        "weights": "results/generator/tiny.pt",
-        "random_init": {
-            "seed": 1,
-            "z_dim": 16,
-            "w_dim": 16,
-            "img_resolution": 256,  # the encoders expect 256x256 aligned faces
-            "num_mapping_layers": 2,
-            "channel_base": 2048,
-            "channel_max": 8,
-            "conv_clamp": 256,
-        },
-    },
-    "encoders": {
-        "landmarks": {"train": "3ddfa_mb05", "eval": "fan"},
-        "identity": "arcface_ir_se50",
-        "attribute": "inception_v3",
-    },
-    "annotation": {"batch_size": 6},
-    "ffhq": {"source": None},
-    "generative_fields": {"seed": 0, "measure": True},
-    "dataset": {
-        "num_identity": 9,
-        "num_attribute": 3,
-        "seed": 0,
-        "truncation_psi": 1.0,
-        "shard_size": 8,
-        "batch_size": 4,
-        "chunk_size": 4,
-        "dtype": "float32",
-        "compile": False,
-    },
-    "training": {
-        "gpus": 1,
-        "batch_size": 2,
-        "num_steps": 4,
-        "lr": 1.0e-3,
-        "lr_end": 1.0e-4,
-        "betas": [0.9, 0.999],
-        "cross_frequency": 3,
-        "seed": 0,
-        "lambda_id": 1.0,
-        "lambda_attr": 0.01,
-        "lambda_rec": 0.02,
-        "alpha": 0.84,
-        "hidden": [16],
-        "precision": "float32",
-        "compile": False,
-        "checkpoint_every": 2,
-        "log_every": 2,
-        "sample_every": 2,
-        "variants": {
-            "concat": {"label": "Default configuration", "input_features": "identity+attribute"},
-            "euler": {"label": "Final", "input_features": "attribute", "lambda_reg": 0.1, "euler_loss": True},
-            "no_concat": None,  # config.yaml's other variants, dropped (config files merge key by key)
-            "style_reg": None,
-        },
-    },
-    "evaluation": {"num_pairs": 4, "seed": 0, "batch_size": 4, "grid": [2, 2]},
-    "ablation": {"variant": "euler", "num_pairs": 3, "configs": {"config1": ["conv0", "conv7"], "config4": ["conv3", "conv6"], "config2": None, "config3": None, "config5": None}},
-    "sparsity": {"variant": "euler", "histogram_tests": 3, "bins": 20, "threshold": 0.6, "reuse_tests": 3, "top_k": 5},
-}
+TINY = yaml.safe_load((REPO / ".test" / "tiny.yaml").read_text())
 
 
 STYLE_DIM = 8 * 13  # channel_max 8 at every conv layer

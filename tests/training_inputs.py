@@ -11,10 +11,11 @@ from test_workflow import TINY
 
 from pipeline_lib.dataset.annotation import annotate_faces
 from pipeline_lib.provenance import file_sha256
-from pipeline_lib.dataset.synthesis import SynthesisSettings, compute_style_stats, merge_shards, write_shard
+from pipeline_lib.dataset.statistics import compute_style_stats
+from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, write_shard
 from pipeline_lib.encoders import build_encoder
 from pipeline_lib.encoders.random_weights import random_weights_file
-from pipeline_lib.generator.loading import save_generator
+from pipeline_lib.generator import save_generator
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 
 TINY_GENERATOR = GeneratorConfig(
@@ -45,7 +46,7 @@ def build_training_inputs(folder: Path) -> dict:
     generator = folder / "tiny.pt"
     save_generator(G, generator)
     n = NUM_IDENTITY + NUM_ATTRIBUTE
-    settings = SynthesisSettings(chunk_size=4, dtype="float32")
+    settings = SynthesisSettings.defaults(chunk_size=4, dtype="float32", compile=False)
     write_shard(folder / "shard.h5", G, file_sha256(generator), 0, n, n, settings, 8, progress=False)
     merge_shards([folder / "shard.h5"], folder / "faces.h5", NUM_IDENTITY, NUM_ATTRIBUTE)
     compute_style_stats(folder / "faces.h5", folder / "style_stats.h5")

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path
-from pipeline_lib.dataset.synthesis import open_faces
+from pipeline_lib.dataset.store import open_faces
 from pipeline_lib.images import from_uint8_hwc
 
 log = logging.getLogger(__name__)
@@ -64,26 +64,3 @@ def annotate_faces(
     seconds = time.perf_counter() - t0
     log.info("annotated %d faces in %.1f s (%.1f faces/s) into %s", n, seconds, n / seconds, out_path)
     return {"faces": n, "seconds": seconds}
-
-
-def run_annotation_job(faces_path, out_path, encoders_cfg: dict, files: dict, batch_size: int, device_name="auto"):
-    """The `annotate_dataset` job: build the configured encoders from `files` and annotate."""
-    import json
-
-    from pipeline_lib.provenance import file_sha256
-    from pipeline_lib.devices import resolve_device
-    from pipeline_lib.encoders import build_encoder
-
-    device = resolve_device(device_name)
-    kinds = dict.fromkeys([encoders_cfg["landmarks"]["train"], encoders_cfg["landmarks"]["eval"]])
-    landmark_encoders = {kind: build_encoder(kind, files, device) for kind in kinds}
-    identity = build_encoder(encoders_cfg["identity"], files, device)
-    attribute = build_encoder(encoders_cfg["attribute"], files, device)
-    attrs = {
-        "landmarks_train": encoders_cfg["landmarks"]["train"],
-        "landmarks_eval": encoders_cfg["landmarks"]["eval"],
-        "identity_encoder": encoders_cfg["identity"],
-        "attribute_encoder": encoders_cfg["attribute"],
-        "weights_sha256": json.dumps({name: file_sha256(path) for name, path in sorted(files.items())}),
-    }
-    return annotate_faces(faces_path, out_path, landmark_encoders, identity, attribute, batch_size, device, attrs)

@@ -13,6 +13,7 @@ some convolutions by it), so it is recorded as well.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,8 +32,9 @@ from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.generator.fast import FastSynthesis
-from pipeline_lib.images import to_uint8_hwc
 from pipeline_lib.generator.stylegan2 import Generator
+from pipeline_lib.images import to_uint8_hwc
+from pipeline_lib.settings import DatasetSettings, load_config
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,31 @@ SHARED_ATTRS = ("generator_sha256", "global_seed", "truncation_psi", "noise_mode
 
 @dataclass(frozen=True)
 class SynthesisSettings:
-    global_seed: int = 0
-    truncation_psi: float = 1.0
-    chunk_size: int = 256
-    dtype: str = "bfloat16"  # compute dtype of the synthesis convs; styles are always float32
-    noise_mode: str = "const"
-    compile: bool = False  # torch.compile the synthesis network (GPU)
+    """What determines a face's pixels besides the generator: stored as every shard's attributes
+    and hashed into its `dataset_id` (field names are part of the file format)."""
+
+    global_seed: int  # face i is drawn from a random stream seeded by (global_seed, i)
+    truncation_psi: float  # 1.0 = no truncation
+    chunk_size: int  # faces per network evaluation
+    dtype: str  # compute dtype of the synthesis convs; styles are always float32
+    noise_mode: str  # const, random or none
+    compile: bool  # torch.compile the synthesis network (GPU); not part of the dataset's identity
+
+    @classmethod
+    def defaults(cls, **overrides) -> SynthesisSettings:
+        """config.yaml's dataset settings with `overrides` (tests and benchmarks)."""
+        return dataclasses.replace(cls.from_dataset(DatasetSettings.parse(load_config()["dataset"])), **overrides)
+
+    @classmethod
+    def from_dataset(cls, dataset: DatasetSettings) -> SynthesisSettings:
+        return cls(
+            global_seed=dataset.seed,
+            truncation_psi=dataset.truncation_psi,
+            chunk_size=dataset.chunk_size,
+            dtype=dataset.dtype,
+            noise_mode=dataset.noise_mode,
+            compile=dataset.compile,
+        )
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -182,68 +203,67 @@ def write_shard(
     errors: list[BaseException] = []
     bar = tqdm(total=n, desc=f"faces {start}-{stop}", unit="img", disable=not progress, smoothing=0.1)
 
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            _create_arrays(f, n, G)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        _create_arrays(f, n, G)
 
-            def writer():
-                try:
-                    while (item := pending.get()) is not None:
-                        offset, host, event = item
-                        if event is not None:
-                            event.synchronize()
-                        t_write = time.perf_counter()
-                        count = min(len(host["seed"]), n - offset)
-                        for name in ARRAYS:
-                            f[name][offset : offset + count] = host[name][:count].numpy()
-                        writer_busy[0] += time.perf_counter() - t_write
-                        bar.update(count)
-                except BaseException as exc:  # surfaced in the main thread
-                    errors.append(exc)
-                    while pending.get() is not None:
-                        pass
-
-            thread = threading.Thread(target=writer, daemon=True)
-            thread.start()
-            in_flight: deque = deque()
+        def writer():
             try:
-                for batch_start in range(start, stop, batch_size):
-                    for chunk_start in range(batch_start, min(batch_start + batch_size, stop), settings.chunk_size):
-                        out = synth.run(chunk_start)
-                        pin = synth.device.type == "cuda"
-                        host = {k: v.to("cpu", non_blocking=pin) if pin else v.cpu() for k, v in out.items()}
-                        event = None
-                        if pin:
-                            event = torch.cuda.Event()
-                            event.record()
-                            # Keep two chunks queued on the GPU, no more: a thread that runs further
-                            # ahead blocks inside kernel launches holding the GIL and starves the writer.
-                            in_flight.append(event)
-                            if len(in_flight) > 2:
-                                in_flight.popleft().synchronize()  # releases the GIL while it waits
-                        pending.put((chunk_start - start, host, event))
-                        if errors:
-                            raise errors[0]
-            finally:
-                pending.put(None)
-                thread.join()
-                bar.close()
-            if errors:
-                raise errors[0]
-            f.attrs.update(
-                {
-                    "format": FORMAT,
-                    "generator_sha256": generator_sha256,
-                    "num_faces": num_faces,
-                    "start": start,
-                    "stop": stop,
-                    "dataset_id": dataset_id(generator_sha256, settings, num_faces),
-                    "layer_table": _layer_table_json(G),
-                    "device_type": synth.device.type,
-                    "cpu_threads": torch.get_num_threads() if synth.device.type == "cpu" else 0,
-                    **{k: v for k, v in asdict(settings).items() if k != "compile"},
-                }
-            )
+                while (item := pending.get()) is not None:
+                    offset, host, event = item
+                    if event is not None:
+                        event.synchronize()
+                    t_write = time.perf_counter()
+                    count = min(len(host["seed"]), n - offset)
+                    for name in ARRAYS:
+                        f[name][offset : offset + count] = host[name][:count].numpy()
+                    writer_busy[0] += time.perf_counter() - t_write
+                    bar.update(count)
+            except BaseException as exc:  # surfaced in the main thread
+                errors.append(exc)
+                while pending.get() is not None:
+                    pass
+
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        in_flight: deque = deque()
+        try:
+            for batch_start in range(start, stop, batch_size):
+                for chunk_start in range(batch_start, min(batch_start + batch_size, stop), settings.chunk_size):
+                    out = synth.run(chunk_start)
+                    pin = synth.device.type == "cuda"
+                    host = {k: v.to("cpu", non_blocking=pin) if pin else v.cpu() for k, v in out.items()}
+                    event = None
+                    if pin:
+                        event = torch.cuda.Event()
+                        event.record()
+                        # Keep two chunks queued on the GPU, no more: a thread that runs further
+                        # ahead blocks inside kernel launches holding the GIL and starves the writer.
+                        in_flight.append(event)
+                        if len(in_flight) > 2:
+                            in_flight.popleft().synchronize()  # releases the GIL while it waits
+                    pending.put((chunk_start - start, host, event))
+                    if errors:
+                        raise errors[0]
+        finally:
+            pending.put(None)
+            thread.join()
+            bar.close()
+        if errors:
+            raise errors[0]
+        f.attrs.update(
+            {
+                "format": FORMAT,
+                "generator_sha256": generator_sha256,
+                "num_faces": num_faces,
+                "start": start,
+                "stop": stop,
+                "dataset_id": dataset_id(generator_sha256, settings, num_faces),
+                "layer_table": _layer_table_json(G),
+                "device_type": synth.device.type,
+                "cpu_threads": torch.get_num_threads() if synth.device.type == "cpu" else 0,
+                **{k: v for k, v in asdict(settings).items() if k != "compile"},
+            }
+        )
     seconds = time.perf_counter() - t0
     log.info(
         "wrote %s: faces %d-%d in %.1f s (%.1f images/s; the writer was busy %.1f s)",
@@ -311,138 +331,3 @@ def merge_shards(shard_paths, out_path, num_identity: int, num_attribute: int) -
                 }
             )
     return {"faces": total, "shards": len(sources)}
-
-
-def open_faces(path) -> h5py.File:
-    """Open `faces.h5` for reading after checking that every shard it reads from is there and
-    is the shard it was merged from (same dataset and face range)."""
-    path = Path(path)
-    f = h5py.File(path, "r")
-    try:
-        for src in json.loads(f.attrs["shards"]):
-            shard = path.parent / src["path"]
-            if not shard.exists():
-                raise FileNotFoundError(
-                    f"{path} reads faces {src['start']}-{src['stop']} from {shard}, which is missing; "
-                    f"regenerate it (snakemake {shard}) or rerun the dataset stage"
-                )
-            with h5py.File(shard, "r") as s:
-                same = s.attrs.get("dataset_id") == f.attrs["dataset_id"] and (
-                    int(s.attrs["start"]),
-                    int(s.attrs["stop"]),
-                ) == (src["start"], src["stop"])
-            if not same:
-                raise ValueError(f"{shard} is not the shard {path} was merged from; rerun the merge_dataset rule")
-    except BaseException:
-        f.close()
-        raise
-    return f
-
-
-# ----------------------------------------------------------------------------------------------
-# Statistics (Eq. 12's per-channel mean/std of S; Wulff & Torralba's Gaussian model of v)
-
-
-def invert_last_lrelu(w: np.ndarray, slope: float = 0.2) -> np.ndarray:
-    """v = w with negative entries divided by the leaky-ReLU slope (x5): the Gaussianized space."""
-    return np.where(w < 0, w / slope, w)
-
-
-class RunningMoments:
-    """Streaming mean and (co)variance in float64 by Chan et al.'s pairwise update."""
-
-    def __init__(self, dim: int, covariance: bool):
-        self.n = 0
-        self.mean = np.zeros(dim)
-        self.m2 = np.zeros((dim, dim) if covariance else dim)
-        self.covariance = covariance
-
-    def update(self, x: np.ndarray) -> None:
-        x = np.asarray(x, dtype=np.float64)
-        nb = len(x)
-        if nb == 0:
-            return
-        mean_b = x.mean(axis=0)
-        centred = x - mean_b
-        m2_b = centred.T @ centred if self.covariance else (centred**2).sum(axis=0)
-        delta = mean_b - self.mean
-        total = self.n + nb
-        correction = np.outer(delta, delta) if self.covariance else delta**2
-        self.m2 += m2_b + correction * (self.n * nb / total)
-        self.mean += delta * (nb / total)
-        self.n = total
-
-    def variance(self, ddof: int = 1) -> np.ndarray:
-        return self.m2 / (self.n - ddof)
-
-
-def compute_style_stats(faces_path, out_path, block: int = 2048, ddof: int = 1) -> dict:
-    """`style_stats.h5`: S mean/std over all faces; v mean, covariance and its eigenbasis."""
-    with open_faces(faces_path) as f:
-        styles, w = f["styles"], f["w"]
-        s_moments = RunningMoments(styles.shape[1], covariance=False)
-        v_moments = RunningMoments(w.shape[1], covariance=True)
-        for a in tqdm(range(0, len(styles), block), desc="style statistics", unit="block"):
-            s_moments.update(styles[a : a + block])
-            v_moments.update(invert_last_lrelu(w[a : a + block]))
-        source = {k: f.attrs[k] for k in ("dataset_id", "generator_sha256", "truncation_psi", "global_seed")}
-    cov = v_moments.variance(ddof)
-    eigenvalues, eigenvectors = np.linalg.eigh(cov)
-    order = np.argsort(eigenvalues)[::-1]
-    with atomic_path(out_path) as tmp:
-        with h5py.File(tmp, "w") as out:
-            out["S/mean"] = s_moments.mean
-            out["S/std"] = np.sqrt(s_moments.variance(ddof))
-            out["V/mean"] = v_moments.mean
-            out["V/covariance"] = cov
-            out["V/eigenvalues"] = eigenvalues[order]
-            out["V/eigenvectors"] = eigenvectors[:, order]  # columns, by decreasing eigenvalue
-            out.attrs.update({"num_faces": s_moments.n, "ddof": ddof, "lrelu_slope_inverted": 0.2})
-            out.attrs.update({f"source_{k}": v for k, v in source.items()})
-    return {"faces": s_moments.n}
-
-
-# ----------------------------------------------------------------------------------------------
-# Entry points of the Snakemake jobs
-
-
-def settings_from_config(dataset_cfg: dict) -> SynthesisSettings:
-    return SynthesisSettings(
-        global_seed=int(dataset_cfg["seed"]),
-        truncation_psi=float(dataset_cfg["truncation_psi"]),
-        chunk_size=int(dataset_cfg["chunk_size"]),
-        dtype=str(dataset_cfg["dtype"]),
-        compile=bool(dataset_cfg["compile"]),
-    )
-
-
-def num_faces_of(dataset_cfg: dict) -> int:
-    return int(dataset_cfg["num_identity"]) + int(dataset_cfg["num_attribute"])
-
-
-def run_shard_job(generator_path, out_path, shard_index: int, dataset_cfg: dict, device_name: str = "auto") -> dict:
-    """One `synthesize_shard` job: shard `shard_index` of the dataset that `dataset_cfg` describes."""
-    from pipeline_lib.devices import resolve_device
-    from pipeline_lib.provenance import file_sha256
-    from pipeline_lib.generator.loading import load_generator
-
-    device = resolve_device(device_name)
-    n = num_faces_of(dataset_cfg)
-    check_sizes(n, int(dataset_cfg["shard_size"]), int(dataset_cfg["batch_size"]), int(dataset_cfg["chunk_size"]))
-    ranges = shard_ranges(n, int(dataset_cfg["shard_size"]))
-    if not 0 <= shard_index < len(ranges):
-        raise ValueError(f"shard {shard_index} does not exist: the dataset has {len(ranges)} shards")
-    start, stop = ranges[shard_index]
-    G = load_generator(generator_path, device=device)
-    log.info("shard %d: faces %d-%d of %d on %s", shard_index, start, stop, n, device)
-    return write_shard(
-        out_path,
-        G,
-        file_sha256(generator_path),
-        start,
-        stop,
-        n,
-        settings_from_config(dataset_cfg),
-        int(dataset_cfg["batch_size"]),
-        device=device,
-    )

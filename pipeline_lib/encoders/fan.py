@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline_lib.generator.loading import WeightsError
+from pipeline_lib.weights import WeightsError
 from pipeline_lib.weights.unpickler import RestrictedUnpickler
 from pipeline_lib.weights.checkpoints import check_state_dict, read_torch_state_dict
 from pipeline_lib.encoders.base import LandmarkEncoder, freeze, to_unit_range

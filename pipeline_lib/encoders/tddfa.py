@@ -28,6 +28,7 @@ from torch import nn
 from pipeline_lib.weights.unpickler import restricted_load
 from pipeline_lib.encoders.base import LandmarkEncoder, freeze
 from pipeline_lib.encoders.geometry import euler_degrees, rotation_from_camera
+from pipeline_lib.weights import WeightsError
 
 CROP_SIZE = 120
 NUM_PARAMS = 62  # 12 camera (3x4, row-major) + 40 shape + 10 expression
@@ -53,7 +54,7 @@ NUM_LANDMARKS = 68
 ALIGNED_FACE_BOX = (27 / 256, 65 / 256, 229 / 256, 267 / 256)
 
 
-class TDDFAFileError(ValueError):
+class TDDFAFileError(WeightsError):
     """A 3DDFA_V2 asset that cannot be used; the message names the file and what was expected."""
 
 

@@ -14,91 +14,16 @@ dataset's attribute split, and every output says so (`attribute_source`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline_lib.atomic import write_json_atomic
-from pipeline_lib.dataset.synthesis import open_faces
-from pipeline_lib.evaluation.metrics import compute_fid, expression_distance, identity_similarity, pose_error, summarise
-from pipeline_lib.generator.fast import FastSynthesis
-from pipeline_lib.images import from_uint8_hwc, read_images, to_uint8_hwc
-from pipeline_lib.mref import load_mapper, mapper_input
-from pipeline_lib.generator.layers import find_layer, layer_mask, layer_range
+from pipeline_lib.editing import AttributeFaces, Editor, Encoders
+from pipeline_lib.evaluation.metrics import expression_distance, identity_similarity, pose_error, summarise
+from pipeline_lib.images import from_uint8_hwc, to_uint8_hwc
 
 log = logging.getLogger(__name__)
-
-
-class AttributeFaces:
-    """The attribute faces of the evaluation: every face of `ffhq256.h5`, or the attribute split
-    of a generated `faces.h5` (demo)."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        with h5py.File(self.path, "r") as f:
-            if "split/attribute" in f:
-                self.indices = f["split/attribute"][:]
-                self.source = "generated (dataset attribute split; no FFHQ configured)"
-            else:
-                self.indices = np.arange(len(f["images"]))
-                self.source = "real (FFHQ)"
-        if len(self.indices) == 0:
-            raise ValueError(f"{self.path} holds no faces")
-
-    def read(self, positions: np.ndarray) -> np.ndarray:
-        with h5py.File(self.path, "r") as f:
-            return read_images(f["images"], self.indices[positions])
-
-    def all_images(self, f: h5py.File):
-        """An array-like of every attribute face, for FID (read lazily in blocks)."""
-        images = f["images"]
-        if len(self.indices) == len(images):
-            return images
-        return read_images(images, self.indices)
-
-
-@dataclass
-class Encoders:
-    identity: object
-    attribute: object
-    landmarks: dict  # {"train": LandmarkEncoder, "eval": LandmarkEncoder}
-
-
-class Editor:
-    """Applies a trained M_ref: identity faces x attribute images -> edited images and dS."""
-
-    def __init__(self, G, mapper, input_features: str, faces_path, annotations_path, device, dtype=torch.float32):
-        self.G, self.mapper, self.input_features, self.device = G, mapper, input_features, torch.device(device)
-        cuda = self.device.type == "cuda"
-        self.synthesis = FastSynthesis(G, dtype=dtype, channels_last=cuda and dtype == torch.bfloat16).to(self.device)
-        with open_faces(faces_path) as f:
-            self.w = torch.from_numpy(f["w"][:]).to(self.device)
-            self.identity_split = f["split/identity"][:]
-            self.noise_mode = str(f.attrs["noise_mode"])
-            self.faces_path = Path(faces_path)
-        with h5py.File(annotations_path, "r") as a:
-            self.identity_embedding = torch.from_numpy(a["identity"][:]).to(self.device)
-
-    @torch.no_grad()
-    def edit(self, identity_indices, attribute_features: torch.Tensor, mask=None):
-        """Edited images [N,3,H,W] in [-1, 1] and dS [N, dim S], from the attribute faces' E_attr
-        features (computed once by the caller, however many identities they are paired with)."""
-        ids = torch.as_tensor(identity_indices, device=self.device)
-        S_id, S_rgb = self.G.styles_from_w(self.w[ids])
-        features = mapper_input(self.identity_embedding[ids], attribute_features, self.input_features)
-        dS = self.mapper(features)
-        if mask is not None:
-            dS = dS * mask
-        img = self.synthesis(S_id + dS, S_rgb, noise_mode=self.noise_mode).float().clamp(-1, 1)
-        return img, dS
-
-    def identity_images(self, indices) -> np.ndarray:
-        with h5py.File(self.faces_path, "r") as f:
-            return read_images(f["images"], np.asarray(indices))
 
 
 def draw_pairs(num_pairs: int, seed: int, identity_split: np.ndarray, num_attribute: int):
@@ -107,19 +32,6 @@ def draw_pairs(num_pairs: int, seed: int, identity_split: np.ndarray, num_attrib
     ids = identity_split[rng.integers(0, len(identity_split), num_pairs)]
     attrs = rng.integers(0, num_attribute, num_pairs)
     return ids, attrs
-
-
-def layers_mask(G, layers: list[str] | None, device):
-    """The 0/1 mask over S of conv layers `layers` ([first, last] range), or None for all."""
-    if not layers:
-        return None
-    first, last = layers
-    return layer_mask(G.layers, layer_range(first, last), device=device)
-
-
-def field_range(G, layers: list[str]) -> list[int]:
-    """Generative fields (Eq. 1) of the first and last layer of a range."""
-    return [find_layer(G.layers, layers[0]).generative_field, find_layer(G.layers, layers[1]).generative_field]
 
 
 def evaluate(
@@ -195,88 +107,3 @@ def style_offsets(editor: Editor, encoders: Encoders, attribute_faces: Attribute
         _, dS = editor.edit(np.full(len(pos), identity), encoders.attribute.embed(img))
         out.append(dS.float().cpu().numpy())
     return np.concatenate(out)
-
-
-# ----------------------------------------------------------------------------------------------
-# Jobs
-
-
-def build_job(model_path, faces_path, annotations_path, generator_path, files: dict, encoders_cfg: dict, device_name):
-    from pipeline_lib.devices import resolve_device
-    from pipeline_lib.encoders import build_encoder
-    from pipeline_lib.generator.loading import load_generator
-
-    device = resolve_device(device_name)
-    G = load_generator(generator_path, device=device)
-    mapper, meta = load_mapper(model_path, device)
-    settings = meta["settings"]
-    editor = Editor(G, mapper, settings["input_features"], faces_path, annotations_path, device)
-    detectors = {"train": encoders_cfg["landmarks"]["train"], "eval": encoders_cfg["landmarks"]["eval"]}
-    encoders = Encoders(
-        identity=build_encoder(encoders_cfg["identity"], files, device),
-        attribute=build_encoder(encoders_cfg["attribute"], files, device),
-        landmarks={role: build_encoder(kind, files, device) for role, kind in detectors.items()},
-    )
-    return G, editor, encoders, detectors, device
-
-
-def run_evaluation_job(
-    model_path, faces_path, annotations_path, attribute_path, generator_path, files: dict, encoders_cfg: dict,
-    eval_cfg: dict, out_metrics, out_grid, device_name="auto", layers: list[str] | None = None, num_pairs: int | None = None,
-    title: str = "",
-) -> dict:
-    """`evaluate_variant` and `ablation` jobs: metrics.json (+ FID) and an edit grid."""
-    from pipeline_lib.reporting.figures import edit_grid
-
-    G, editor, encoders, detectors, device = build_job(
-        model_path, faces_path, annotations_path, generator_path, files, encoders_cfg, device_name
-    )
-    attribute_faces = AttributeFaces(attribute_path)
-    mask = layers_mask(G, layers, device)
-    n = int(num_pairs or eval_cfg["num_pairs"])
-    values, edited = evaluate(editor, encoders, attribute_faces, n, int(eval_cfg["seed"]), int(eval_cfg["batch_size"]), mask)
-    record = metrics_record(values, detectors)
-    with h5py.File(attribute_faces.path, "r") as f:
-        record["fid"] = compute_fid(
-            edited, attribute_faces.all_images(f), files["fid_inception"], device=str(device), batch_size=int(eval_cfg["batch_size"])
-        )
-    record.update(
-        {
-            "num_pairs": n,
-            "seed": int(eval_cfg["seed"]),
-            "attribute_source": attribute_faces.source,
-            "attribute_file": str(attribute_path),
-            "model": str(model_path),
-            "layers": layers,
-            "generative_field_range": field_range(G, layers) if layers else None,
-        }
-    )
-    rows, cols = eval_cfg["grid"]
-    identity_u8, attr_u8, edited_u8 = edit_grid_images(editor, encoders, attribute_faces, int(rows), int(cols), mask)
-    edit_grid(identity_u8, attr_u8, edited_u8, out_grid, title=title)
-    write_json_atomic(out_metrics, record)
-    log.info("identity %.3f, expression (%s) %.4f, pose (%s) %.3f, FID %.2f over %d pairs",
-             record["identity"]["mean"], detectors["train"], record["expression"]["train"]["mean"],
-             detectors["train"], record["pose"]["train"]["mean"], record["fid"]["fid"], n)
-    return record
-
-
-def run_sparsity_job(
-    model_path, faces_path, annotations_path, attribute_path, generator_path, files: dict, encoders_cfg: dict,
-    sparsity_cfg: dict, eval_cfg: dict, outputs: dict, device_name="auto",
-) -> None:
-    """Figs. 7 and 8: the histogram of normalised |dS| and the reuse of the top channels."""
-    from pipeline_lib.evaluation.edits import sparsity
-
-    G, editor, encoders, _, _ = build_job(model_path, faces_path, annotations_path, generator_path, files, encoders_cfg, device_name)
-    attribute_faces = AttributeFaces(attribute_path)
-    seed, batch = int(eval_cfg["seed"]), int(eval_cfg["batch_size"])
-    dS = style_offsets(editor, encoders, attribute_faces, int(sparsity_cfg["histogram_tests"]), seed, batch)
-    hist = sparsity.dS_histogram(dS, bins=int(sparsity_cfg["bins"]), threshold=float(sparsity_cfg["threshold"]))
-    sparsity.write_histogram_csv(hist, outputs["histogram_csv"])
-    sparsity.write_histogram_summary(hist, outputs["histogram_summary"])
-    sparsity.plot_histogram(hist, outputs["histogram_png"], title=f"|dS| of {len(dS)} edits ({attribute_faces.source})")
-    reuse_dS = dS[: int(sparsity_cfg["reuse_tests"])]
-    reuse = sparsity.channel_reuse(reuse_dS, top_k=int(sparsity_cfg["top_k"]))
-    sparsity.write_reuse_csv(reuse, G.layers, outputs["reuse_csv"])
-    sparsity.plot_reuse(reuse, G.layers, outputs["reuse_png"])

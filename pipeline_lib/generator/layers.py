@@ -12,14 +12,25 @@ each row also carries its slice of S (`offset`, `style_dim`) and its generative 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import torch
 
-from pipeline_lib.generative_fields import equation1_fields
-
 if TYPE_CHECKING:
     from pipeline_lib.generator.stylegan2 import GeneratorConfig
+
+
+def equation1_fields(kernel_sizes: Sequence[int], input_resolutions: Sequence[int], img_resolution: int) -> list[int]:
+    """Eq. 1: GF_l = 1 + sum_{m >= l} (k_m - 1) * R / r_m, with r_m the input resolution of layer m.
+
+    A k x k kernel at resolution r widens the field by k - 1 units, each of which spans R / r
+    output pixels. For paper256 this gives 507, 379, 251, ..., 7, 3 for conv0..conv12.
+    """
+    fields, total = [], 1
+    for k, r in zip(reversed(kernel_sizes), reversed(input_resolutions)):
+        total += (k - 1) * (img_resolution // r)
+        fields.append(total)
+    return fields[::-1]
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from pipeline_lib.atomic import atomic_path
+from pipeline_lib.weights import WeightsError
 from pipeline_lib.provenance import file_sha256
 from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig
 
@@ -35,10 +36,6 @@ log = logging.getLogger(__name__)
 
 SIDECAR_FORMAT = "genfields-stylegan2-generator/1"
 TRAIN_PY_CONV_CLAMP = 256.0  # train.py sets this for every official configuration
-
-
-class WeightsError(ValueError):
-    """A weights file that cannot be used; the message names the file and what was expected."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -235,7 +232,7 @@ def _check_stored_kwargs(cfg: GeneratorConfig, kwargs: dict, where: str) -> None
             raise WeightsError(f"{where}: stored {key}={value} but the weights have {key}={getattr(cfg, key)}")
 
 
-def _build(state_dict: dict, cfg: GeneratorConfig, where: str) -> Generator:
+def build_stylegan2(state_dict: dict, cfg: GeneratorConfig, where: str) -> Generator:
     G = Generator(cfg)
     expected = G.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -287,7 +284,7 @@ def read_state_dict_file(path) -> tuple[dict[str, torch.Tensor], dict]:
     return obj, kwargs
 
 
-def load_generator(path, device="cpu") -> Generator:
+def load_stylegan2(path, device="cpu") -> Generator:
     """A frozen, eval-mode `Generator` from a `.pkl` snapshot (its G_ema) or a `.pt`/`.pth` state_dict."""
     path = Path(path)
     if path.suffix == ".pkl":
@@ -297,7 +294,7 @@ def load_generator(path, device="cpu") -> Generator:
     else:
         raise WeightsError(f"{path}: unknown weights format (expected .pkl, .pt or .pth)")
     cfg = infer_config(state_dict, path, kwargs)
-    return _build(state_dict, cfg, str(path)).to(device)
+    return build_stylegan2(state_dict, cfg, str(path)).to(device)
 
 
 def save_generator(G: Generator, path, provenance: dict | None = None) -> None:
@@ -317,6 +314,8 @@ def save_generator(G: Generator, path, provenance: dict | None = None) -> None:
 
 def export_snapshot(pkl_path, out_path) -> Generator:
     """Convert an official `.pkl` into a plain state_dict plus JSON; verify it loads back equal."""
+    from pipeline_lib.generator import load_generator, save_generator  # the family dispatch imports this module
+
     G = load_generator(pkl_path)
     save_generator(G, out_path, {"source": str(pkl_path), "source_sha256": file_sha256(pkl_path)})
     again = load_generator(out_path)
@@ -334,7 +333,7 @@ def main(argv=None) -> None:
     exp.add_argument("output")
     args = parser.parse_args(argv)
     G = export_snapshot(args.snapshot, args.output)
-    print(f"wrote {args.output} and {sidecar_path(args.output)}: {G.cfg.to_official_kwargs()}")
+    print(f"wrote {args.output} and {sidecar_path(args.output)}: {G.cfg}")
 
 
 if __name__ == "__main__":

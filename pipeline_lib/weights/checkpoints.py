@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline_lib.generator.loading import WeightsError
+from pipeline_lib.weights import WeightsError
 
 
 def read_torch_state_dict(path, expected: str) -> dict:

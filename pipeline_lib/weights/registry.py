@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.provenance import file_sha256
+from pipeline_lib.weights import WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ REGISTRY: dict[str, WeightsFile] = {
 BY_FILENAME = {entry.filename: entry for entry in REGISTRY.values()}
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(WeightsError):
     """A pretrained file that is absent and could not be fetched; the message says what to do."""
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from pipeline_lib.dataset.synthesis import check_sizes, num_faces_of, shard_ranges
+from pipeline_lib.jobs.dataset import shard_indices
 from pipeline_lib.encoders import weights_needed
 from pipeline_lib.weights.registry import BY_FILENAME, REGISTRY, how_to_get
 
@@ -53,13 +53,10 @@ def generator_weights(wildcards=None):
 
 def dataset_shards():
     """Shard indices of the dataset; sizes are checked here so that a bad setting fails first."""
-    ds = config["dataset"]
-    n = num_faces_of(ds)
     try:
-        check_sizes(n, ds["shard_size"], ds["batch_size"], ds["chunk_size"])
+        return shard_indices(config["dataset"])
     except ValueError as exc:
         raise WorkflowError(str(exc)) from None
-    return list(range(len(shard_ranges(n, ds["shard_size"]))))
 
 
 def encoder_weight_names():

@@ -35,15 +35,14 @@ rule merge_dataset:
     conda:
         "../../envs/genfields.yaml"
     params:
-        num_identity=config["dataset"]["num_identity"],
-        num_attribute=config["dataset"]["num_attribute"],
+        dataset=config["dataset"],
     script:
         "../scripts/merge_dataset.py"
 
 
 rule style_statistics:
     input:
-        results("dataset/faces.h5"),
+        faces=results("dataset/faces.h5"),
     output:
         results("dataset/style_stats.h5"),
     log:

@@ -41,19 +41,19 @@ rule ablation:
     input:
         unpack(evaluation_inputs(check_variant("ablation"))),
     output:
-        metrics=results("ablation/{config}/metrics.json"),
+        metrics=results("ablation/{ablation}/metrics.json"),
         grid=report(
-            results("ablation/{config}/edit_grid.png"),
+            results("ablation/{ablation}/edit_grid.png"),
             caption="../report/ablation_grid.rst",
             category="Generative-field ablation",
-            subcategory="{config}",
+            subcategory="{ablation}",
         ),
     log:
-        results("logs/ablation/{config}.log"),
+        results("logs/ablation/{ablation}.log"),
     benchmark:
-        results("benchmarks/ablation/{config}.tsv")
+        results("benchmarks/ablation/{ablation}.tsv")
     wildcard_constraints:
-        config="|".join(config["ablation"]["configs"]),
+        ablation="|".join(config["ablation"]["configs"]),
     conda:
         "../../envs/genfields.yaml"
     resources:
@@ -63,10 +63,10 @@ rule ablation:
         encoders=config["encoders"],
         device=config["device"],
         names=evaluation_weight_names(),
-        layers=lambda wildcards: config["ablation"]["configs"][wildcards.config],
+        layers=lambda wildcards: config["ablation"]["configs"][wildcards.ablation],
         num_pairs=config["ablation"]["num_pairs"],
         title=lambda wildcards: "dS on {} to {}".format(
-            *config["ablation"]["configs"][wildcards.config]
+            *config["ablation"]["configs"][wildcards.ablation]
         ),
     script:
         "../scripts/evaluate_edits.py"
@@ -111,7 +111,7 @@ rule report_tables:
             results("eval/{variant}/metrics.json"), variant=config["training"]["variants"]
         ),
         ablations=expand(
-            results("ablation/{config}/metrics.json"), config=config["ablation"]["configs"]
+            results("ablation/{ablation}/metrics.json"), ablation=config["ablation"]["configs"]
         ),
     output:
         report(results("report/tables.md"), caption="../report/tables.rst", category="Tables"),

@@ -1,10 +1,10 @@
 """Annotate the dataset with every configured encoder."""
 
-from pipeline_lib.dataset.annotation import run_annotation_job
+from pipeline_lib.jobs import annotation
 from pipeline_lib.logs import configure
 
 configure(snakemake.log[0])
-run_annotation_job(
+annotation.run(
     snakemake.input.faces,
     snakemake.output[0],
     snakemake.params.encoders,

@@ -1,7 +1,7 @@
 """Download one registry file and verify it."""
 
+from pipeline_lib.jobs import weights
 from pipeline_lib.logs import configure
-from pipeline_lib.weights.registry import REGISTRY, download
 
 configure(snakemake.log[0])
-download(REGISTRY[snakemake.params.name], snakemake.output[0])
+weights.fetch(snakemake.params.name, snakemake.output[0])

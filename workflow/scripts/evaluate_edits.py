@@ -1,10 +1,10 @@
 """Evaluate the edits of one trained variant, or of one generative-field ablation configuration."""
 
-from pipeline_lib.evaluation.edits import run_evaluation_job
+from pipeline_lib.jobs import evaluation
 from pipeline_lib.logs import configure
 
 configure(snakemake.log[0])
-run_evaluation_job(
+evaluation.evaluate_edits(
     snakemake.input.model,
     snakemake.input.faces,
     snakemake.input.annotations,
@@ -15,7 +15,7 @@ run_evaluation_job(
     snakemake.params.evaluation,
     snakemake.output.metrics,
     snakemake.output.grid,
-    device_name=snakemake.params.device,
+    device=snakemake.params.device,
     layers=snakemake.params.layers,
     num_pairs=snakemake.params.num_pairs,
     title=snakemake.params.title,

@@ -1,10 +1,10 @@
 """Figs. 7-8: sparsity and reuse of the final variant's style offsets."""
 
-from pipeline_lib.evaluation.edits import run_sparsity_job
+from pipeline_lib.jobs import evaluation
 from pipeline_lib.logs import configure
 
 configure(snakemake.log[0])
-run_sparsity_job(
+evaluation.sparsity_analyses(
     snakemake.input.model,
     snakemake.input.faces,
     snakemake.input.annotations,
@@ -15,5 +15,5 @@ run_sparsity_job(
     snakemake.params.sparsity,
     snakemake.params.evaluation,
     dict(snakemake.output.items()),
-    device_name=snakemake.params.device,
+    device=snakemake.params.device,
 )

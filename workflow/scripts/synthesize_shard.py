@@ -1,10 +1,10 @@
 """One shard of the synthetic face dataset."""
 
-from pipeline_lib.dataset.synthesis import run_shard_job
+from pipeline_lib.jobs import dataset
 from pipeline_lib.logs import configure
 
 configure(snakemake.log[0])
-run_shard_job(
+dataset.synthesize_shard(
     snakemake.input.generator,
     snakemake.output[0],
     int(snakemake.wildcards.shard),

@@ -1,0 +1,91 @@
+"""Rules `evaluate_variant` (Tables 1-2), `ablation` (Table 3) and `sparsity` (Figs. 7-8): a
+trained M_ref applied to generated identity faces and real attribute faces, measured."""
+
+from __future__ import annotations
+
+import logging
+
+import h5py
+
+from pipeline_lib.atomic import write_json_atomic
+from pipeline_lib.devices import resolve_device
+from pipeline_lib.editing import AttributeFaces, Editor, Encoders, field_range, layers_mask
+from pipeline_lib.encoders import build_encoder
+from pipeline_lib.evaluation import sparsity
+from pipeline_lib.evaluation.edits import edit_grid_images, evaluate, metrics_record, style_offsets
+from pipeline_lib.evaluation.metrics import compute_fid
+from pipeline_lib.generator import load_generator
+from pipeline_lib.mref import load_mapper
+from pipeline_lib.reporting.figures import edit_grid
+from pipeline_lib.settings import EncoderSettings, EvaluationSettings, SparsitySettings
+
+log = logging.getLogger(__name__)
+
+
+def _build(model, faces, annotations, generator, files: dict, encoders: dict, device: str):
+    """The generator, an Editor of the trained model, and every encoder, on `device`."""
+    enc = EncoderSettings.parse(encoders)
+    torch_device = resolve_device(device)
+    G = load_generator(generator, device=torch_device)
+    mapper, meta = load_mapper(model, torch_device)
+    editor = Editor(G, mapper, meta["settings"]["input_features"], faces, annotations, torch_device)
+    built = Encoders(
+        identity=build_encoder(enc.identity, files, torch_device),
+        attribute=build_encoder(enc.attribute, files, torch_device),
+        landmarks={role: build_encoder(kind, files, torch_device) for role, kind in enc.detectors.items()},
+    )
+    return G, editor, built, enc.detectors, torch_device
+
+
+def evaluate_edits(model, faces, annotations, attribute_faces, generator, files: dict, encoders: dict,
+                   evaluation: dict, out_metrics, out_grid, device: str, layers: list[str] | None = None,
+                   num_pairs: int | None = None, title: str = "") -> dict:  # fmt: skip
+    """metrics.json (+ FID) and an edit grid, for a variant or (with `layers`) an ablation."""
+    ev = EvaluationSettings.parse(evaluation)
+    G, editor, built, detectors, torch_device = _build(model, faces, annotations, generator, files, encoders, device)
+    attributes = AttributeFaces(attribute_faces)
+    mask = layers_mask(G, layers, torch_device)
+    n = int(num_pairs or ev.num_pairs)
+    values, edited = evaluate(editor, built, attributes, n, ev.seed, ev.batch_size, mask)
+    record = metrics_record(values, detectors)
+    with h5py.File(attributes.path, "r") as f:
+        record["fid"] = compute_fid(
+            edited, attributes.all_images(f), files["fid_inception"], device=str(torch_device), batch_size=ev.batch_size
+        )
+    record.update(
+        {
+            "num_pairs": n,
+            "seed": ev.seed,
+            "attribute_source": attributes.source,
+            "attribute_file": str(attribute_faces),
+            "model": str(model),
+            "layers": layers,
+            "generative_field_range": field_range(G, layers) if layers else None,
+        }
+    )
+    rows, cols = ev.grid
+    identity_u8, attr_u8, edited_u8 = edit_grid_images(editor, built, attributes, int(rows), int(cols), mask)
+    edit_grid(identity_u8, attr_u8, edited_u8, out_grid, title=title)
+    write_json_atomic(out_metrics, record)
+    log.info(
+        "identity %.3f, expression (%s) %.4f, pose (%s) %.3f, FID %.2f over %d pairs",
+        record["identity"]["mean"], detectors["train"], record["expression"]["train"]["mean"],
+        detectors["train"], record["pose"]["train"]["mean"], record["fid"]["fid"], n,
+    )  # fmt: skip
+    return record
+
+
+def sparsity_analyses(model, faces, annotations, attribute_faces, generator, files: dict, encoders: dict,
+                      sparsity_cfg: dict, evaluation: dict, outputs: dict, device: str) -> None:  # fmt: skip
+    """Figs. 7 and 8: the histogram of normalised |dS| and the reuse of the top channels."""
+    sp, ev = SparsitySettings.parse(sparsity_cfg), EvaluationSettings.parse(evaluation)
+    G, editor, built, _, _ = _build(model, faces, annotations, generator, files, encoders, device)
+    attributes = AttributeFaces(attribute_faces)
+    dS = style_offsets(editor, built, attributes, sp.histogram_tests, ev.seed, ev.batch_size)
+    hist = sparsity.dS_histogram(dS, bins=sp.bins, threshold=sp.threshold)
+    sparsity.write_histogram_csv(hist, outputs["histogram_csv"])
+    sparsity.write_histogram_summary(hist, outputs["histogram_summary"])
+    sparsity.plot_histogram(hist, outputs["histogram_png"], title=f"|dS| of {len(dS)} edits ({attributes.source})")
+    reuse = sparsity.channel_reuse(dS[: sp.reuse_tests], top_k=sp.top_k)
+    sparsity.write_reuse_csv(reuse, G.layers, outputs["reuse_csv"])
+    sparsity.plot_reuse(reuse, G.layers, outputs["reuse_png"])
