@@ -19,9 +19,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from PIL import Image
 
-from conftest import shared_path
+from pipeline_lib.encoders.random_weights import random_weights_file
 from pipeline_lib.evaluation.metrics import (
     FID_RESIZE,
     INNER_LANDMARKS,
@@ -32,7 +33,6 @@ from pipeline_lib.evaluation.metrics import (
     pose_error,
     summarise,
 )
-from pipeline_lib.encoders.random_weights import random_weights_file
 
 N_FID = 8  # per set: a non-trivial covariance, and the three FID calls stay fast on 2 CPU cores
 
@@ -207,6 +207,10 @@ def test_fid_of_a_set_with_itself_is_zero_also_from_h5py(no_network, fid_weights
         # batch 5 does not divide 8: block reads must still hand back every image exactly once
         out = compute_fid(fh["images"], faces_a, fid_weights, batch_size=5)
     assert abs(out["fid"]) < 1e-3
+    # KID of a set with itself ~ 0, up to the unbiased estimator's O(1/m) term: with X = Y it is
+    # (2/m)(mean k(x, x') - mean k(x, x)) <= 0, -0.11 here for m = 8, small beside 0.79 for two sets.
+    assert -0.15 < out["kid"] <= 1e-6
+    assert out["kid_subset_size"] == N_FID and out["kid_subsets"] == 100  # capped at the set size
     assert out["num_a"] == out["num_b"] == N_FID and out["image_size"] == [256, 256]
     assert out["feature_extractor"] == "inception-v3-compat" and out["resize"] == FID_RESIZE
     assert out["torch_fidelity_version"] == "0.4.0"
@@ -215,10 +219,11 @@ def test_fid_of_a_set_with_itself_is_zero_also_from_h5py(no_network, fid_weights
 
 
 def test_fid_is_symmetric_and_positive_for_different_sets(no_network, fid_weights, faces_a, faces_b):
-    ab = compute_fid(faces_a, faces_b, fid_weights)["fid"]
-    ba = compute_fid(faces_b, faces_a, fid_weights)["fid"]
+    out_ab = compute_fid(faces_a, faces_b, fid_weights)
+    ab, ba = out_ab["fid"], compute_fid(faces_b, faces_a, fid_weights)["fid"]
     assert ab > 1e-2  # far above the ~1e-5 numerical floor of the self-distance
     assert ab == pytest.approx(ba, rel=1e-4)
+    assert out_ab["kid"] > 0.5 and out_ab["kid_std"] >= 0  # different sets: far above |KID| of a set with itself
 
 
 def test_fid_without_weights_names_the_file_and_downloads_nothing(no_network, tmp_path, faces_a):

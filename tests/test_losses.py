@@ -25,21 +25,34 @@ def test_identity_loss_is_the_mean_absolute_difference():
     assert identity_loss(a, a).item() == 0
 
 
-def test_landmark_loss_uses_the_51_inner_points_in_2d():
+def test_landmark_loss_is_eq8_the_l2_norm_of_the_51_inner_3d_points():
     ref = torch.zeros(2, 68, 3)
     out = ref.clone()
-    out[:, :17, :2] += 100.0  # jaw line: ignored
-    out[:, :, 2] += 50.0  # depth: ignored
+    out[:, :17] += 100.0  # jaw line (points 1-17): ignored
     assert landmark_loss(ref, out).item() == 0
-    out[:, 17:, 0] += 3.0
-    out[:, 17:, 1] += 4.0
-    assert landmark_loss(ref, out).item() == pytest.approx((9 + 16) / 2)
+    # Image 0: every inner point off by (1, 2, 2) -> ||.||_2 = sqrt(51 * 9); image 1: one point off in z by 4.
+    out[0, 17:] += torch.tensor([1.0, 2.0, 2.0])
+    out[1, 40, 2] += 4.0
+    expected = (math.sqrt(51 * 9) + 4.0) / 2  # one norm per image, mean over the batch
+    assert landmark_loss(ref, out).item() == pytest.approx(expected, rel=1e-6)
+    out[1, 40, 2] -= 4.0  # depth counts like x and y: (1, 2, 2) and (1, 2, -2) differ from ref equally
+    out[1, 17:] += torch.tensor([1.0, 2.0, -2.0])
+    assert landmark_loss(ref, out).item() == pytest.approx(math.sqrt(51 * 9), rel=1e-6)
+    with pytest.raises(ValueError):
+        landmark_loss(ref[..., :2], out[..., :2])
 
 
-def test_euler_loss_is_the_mean_squared_angle_error():
-    ref = torch.tensor([[10.0, 0.0, -5.0]])
-    out = torch.tensor([[13.0, 0.0, -1.0]])
-    assert euler_loss(ref, out).item() == pytest.approx((9 + 0 + 16) / 3)
+def test_landmark_loss_has_a_zero_gradient_at_zero_difference():
+    ref = torch.rand(3, 68, 3)
+    out = ref.clone().requires_grad_(True)
+    landmark_loss(ref, out).backward()
+    assert torch.isfinite(out.grad).all() and (out.grad == 0).all()
+
+
+def test_euler_loss_is_eq8_the_l2_norm_of_the_angles():
+    ref = torch.tensor([[10.0, 0.0, -5.0], [0.0, 0.0, 0.0]])
+    out = torch.tensor([[13.0, 0.0, -1.0], [0.0, 12.0, 0.0]])
+    assert euler_loss(ref, out).item() == pytest.approx((5.0 + 12.0) / 2)
 
 
 def test_reconstruction_loss_mixes_ms_ssim_and_l1_with_alpha():
@@ -54,18 +67,22 @@ def test_reconstruction_loss_mixes_ms_ssim_and_l1_with_alpha():
     assert mixed == pytest.approx(0.84 * pure_ssim + 0.16 * 0.1, rel=1e-5)
 
 
-def test_style_nll_is_the_gaussian_negative_log_likelihood_per_channel():
+def test_style_nll_is_eq12_summed_over_channels_and_averaged_over_the_batch():
     mean = torch.tensor([0.0, 1.0, -2.0])
     std = torch.tensor([1.0, 2.0, 0.5])
-    S = (mean + std)[None]  # one standard deviation away on every channel
-    expected = 0.5 + torch.log(std).mean().item() + 0.5 * math.log(2 * math.pi)
-    assert style_negative_log_likelihood(S, mean, std).item() == pytest.approx(expected, rel=1e-6)
-    farther = style_negative_log_likelihood((mean + 3 * std)[None], mean, std).item()
-    assert farther - style_negative_log_likelihood(S, mean, std).item() == pytest.approx(4.0, rel=1e-6)
+    one_sigma = (mean + std)[None]  # one standard deviation away on each of the 3 channels
+    assert style_negative_log_likelihood(one_sigma, mean, std).item() == pytest.approx(3 * 0.5)  # a sum, not a mean
+    S = torch.tensor([[1.0, 1.0, -2.0], [0.0, 5.0, -1.0]])
+    by_hand = [1.0 / 2, (4.0**2 / (2 * 4.0)) + (1.0**2 / (2 * 0.25))]  # [(1-0)^2/2], [(5-1)^2/(2*4) + (1)^2/(2*0.25)]
+    assert style_negative_log_likelihood(S, mean, std).item() == pytest.approx(sum(by_hand) / 2)
+    assert style_negative_log_likelihood(mean[None], mean, std).item() == 0
 
 
 def test_total_loss_weights_and_the_reconstruction_and_optional_terms():
-    terms = {k: torch.tensor(v) for k, v in dict(identity=2.0, landmark=100.0, euler=10.0, reconstruction=0.5, style_nll=3.0).items()}
+    terms = {
+        k: torch.tensor(v)
+        for k, v in {"identity": 2.0, "landmark": 100.0, "euler": 10.0, "reconstruction": 0.5, "style_nll": 3.0}.items()
+    }
     plain = LossWeights()
     assert total_loss(terms, plain, reconstruction_step=False).item() == pytest.approx(2 + 0.01 * 100)
     assert total_loss(terms, plain, reconstruction_step=True).item() == pytest.approx(2 + 1 + 0.02 * 0.5)

@@ -6,9 +6,6 @@ import struct
 import numpy as np
 import pytest
 
-from pipeline_lib.reporting import paper as paper_reference
-from pipeline_lib.reporting.figures import edit_grid, edit_mosaic
-from pipeline_lib.reporting.tables import MISSING, NOT_IN_PAPER, render_tables, write_tables
 from pipeline_lib.evaluation.sparsity import (
     channel_reuse,
     dS_histogram,
@@ -20,6 +17,9 @@ from pipeline_lib.evaluation.sparsity import (
 )
 from pipeline_lib.generator.layers import build_layer_table
 from pipeline_lib.generator.stylegan2 import GeneratorConfig
+from pipeline_lib.reporting import paper as paper_reference
+from pipeline_lib.reporting.figures import edit_grid, edit_mosaic
+from pipeline_lib.reporting.tables import MISSING, NOT_IN_PAPER, render_tables, write_tables
 
 PAPER256 = GeneratorConfig()  # the defaults are the paper256 shape
 DIM_S = 4928
@@ -91,7 +91,7 @@ def test_histogram_csv_and_figure(tmp_path):
     dS = rng.standard_normal((12, DIM_S)) ** 5  # heavy-tailed: a few channels dominate
     res = dS_histogram(dS)
     write_histogram_csv(res, tmp_path / "hist.csv")
-    rows = list(csv.DictReader(open(tmp_path / "hist.csv")))
+    rows = list(csv.DictReader((tmp_path / "hist.csv").read_text().splitlines()))
     assert list(rows[0]) == ["bin_low", "bin_high", "mean_count", "std_count"]
     assert len(rows) == 20 and float(rows[0]["bin_low"]) == 0 and float(rows[-1]["bin_high"]) == 1
     assert sum(float(r["mean_count"]) for r in rows) == pytest.approx(DIM_S)
@@ -146,7 +146,7 @@ def test_csv_names_channels_through_the_layer_table(table, tmp_path):
     assert (rows[4927]["conv_layer"], rows[4927]["channel"], rows[4927]["stylespace_name"]) == ("conv12", 63, "s18")
     assert rows[0]["generative_field"] == table[0].generative_field
     write_reuse_csv(res, table, tmp_path / "reuse.csv")
-    out = list(csv.DictReader(open(tmp_path / "reuse.csv")))
+    out = list(csv.DictReader((tmp_path / "reuse.csv").read_text().splitlines()))
     assert list(out[0]) == [
         "s_column", "stylespace_name", "conv_layer", "channel", "reuse_rate", "mean_abs_dS", "generative_field"
     ]  # fmt: skip
@@ -247,17 +247,29 @@ def test_report_prints_ours_and_the_papers(tmp_path):
     assert cells[1:] == ["9.88", "4.89", "0.778 ± 0.004", "0.82", "0.0123 ± 0.0005", MISSING, "0.017",
                          "1.90 ± 0.10", MISSING, "1.67"]  # fmt: skip
     assert "Henderson" in text and "2504.17712" in text
+    assert "not in our copy of the paper" not in text  # every paper value is there (issue 12)
+    for method, cells in (("LORD", "23.08 | — | 0.20 | — | — | 0.085 | — | — | 13.34"),
+                          ("FSGAN", "8.90 | — | 0.35 | — | — | 0.013 | — | — | 6.73"),
+                          ("IDDISEN", "4.28 | — | 0.60 | — | — | 0.017 | — | — | 9.74")):  # fmt: skip
+        assert f"| {method} | — | {cells} |" in t1  # paper-only rows
     t2 = section(text, "## Table 2")
-    assert "Without feature concatenation" in t2 and "+ Style regularisation" in t2
-    style_row = next(line for line in t2.splitlines() if "Style regularisation" in line)
-    assert style_row.count(MISSING) == 6 and style_row.count(NOT_IN_PAPER) == 4  # no run, no paper value
-    concat_row = next(line for line in t2.splitlines() if "feature concatenation)" in line)
+    # The paper's row names, each keyed to our variant.
+    assert "| – feature concatenation | no_concat (`no_concat`) | 30.00 | 8.52 |" in t2
+    style_row = next(line for line in t2.splitlines() if "+ style regularization" in line)
+    assert style_row.count(MISSING) == 6 and "`style_reg`" in style_row  # no run of ours
+    assert "| 4.48 |" in style_row and "| 0.83 |" in style_row and "| 0.022 |" in style_row and "| 2.33 |" in style_row
+    concat_row = next(line for line in t2.splitlines() if "| default configuration |" in line)
     assert "20.00" in concat_row and "0.0211 ± 0.0009" in concat_row and "2.50 ± 0.20" in concat_row
+    assert (
+        "| 3.65 |" in concat_row and "| 0.84 |" in concat_row and "| 0.026 |" in concat_row and "| 3.29 |" in concat_row
+    )
+    assert "| + Euler angle loss | euler (`euler`) | 9.88 | 4.89 |" in t2
     t3 = section(text, "## Table 3")
-    assert "conv0–conv7 | 506 → 43 px | 15.00" in t3
-    assert "conv3–conv6 | 187 → 59 px" in t3 and "conv6–conv11 | 59 → 7 px" in t3
-    row = next(line for line in t3.splitlines() if line.startswith("| conv6–conv11"))
-    assert "0.900" in row and row.count(MISSING) == 5
+    assert "| config.1 | conv0–conv7 | 506 → 43 px | (43, 506) px | 15.00 | " + NOT_IN_PAPER + " |" in t3
+    assert "conv3–conv6 | 187 → 59 px | (59, 187) px" in t3 and "conv6–conv11 | 59 → 7 px | (7, 59) px" in t3
+    row = next(line for line in t3.splitlines() if "| conv6–conv11 |" in line)
+    assert "0.900" in row and row.count(MISSING) == 5 and row.count(NOT_IN_PAPER) == 1  # Table 3 has no FID
+    assert "| 0.69 |" in row and "| 0.033 |" in row and "| 0.84 |" in row
     assert "998" in t3 and "70000" in t3  # sample sizes
 
 
@@ -288,9 +300,43 @@ def test_report_uses_given_labels_ranges_and_paper_values(monkeypatch):
     )
     assert "Variant A\\|x" in text and "`a`" in section(text, "## Table 1")
     t3 = section(text, "## Table 3")
-    assert "| conv0–conv4 | 506 → 123 px | 8.00 | 7.5 |" in t3
-    assert "| conv3–conv5 | 187 → 91 px | 9.00 |" in t3
+    assert "| config.2 | conv0–conv4 | 506 → 123 px | (123, 506) px | 8.00 | 7.50 |" in t3
+    assert "| conv3–conv5 | 187 → 91 px | — (not in the paper) | 9.00 |" in t3
     assert "Without feature concatenation" not in text  # only the given variants
+
+
+def test_table3_rows_meet_by_layer_range_not_by_name_and_new_sections(tmp_path):
+    ab = {"config1": metrics(15.0), "config5": {"identity": 0.9}}
+    ranges = {"config1": ["conv0", "conv7"], "config5": ("conv6", "conv11")}
+    reuse = tmp_path / "channel_reuse.csv"
+    reuse.write_text(
+        "s_column,stylespace_name,conv_layer,channel,reuse_rate,mean_abs_dS,generative_field\n"
+        "447,s0,conv0,447,0.9,1.0,507\n3,s0,conv0,3,0.1,0.5,507\n"
+    )
+    fields = tmp_path / "table.csv"
+    fields.write_text("layer,gf_eq1,gf_paper\n" + "".join(f"conv{i},{600 - 40 * i},1\n" for i in range(13)))
+    fs = {"mean": 141.0, "std": 8.0, "n": 81, "detector": "3DDFA_V2", "dataset": "real faces",
+          "table3": [{"config": "config.5", "layers": "conv6-conv11", "largest_field": 59, "largest_below_face": True}]}  # fmt: skip
+    ev = {"euler": {"fid": {"fid": 9.0, "num_a": 1000, "num_b": 70000, "kid": 0.0123, "kid_std": 0.0004,
+                            "kid_subset_size": 1000, "kid_subsets": 100}}}  # fmt: skip
+    text = write_tables(tmp_path / "t.md", ev, ab, None, ranges, reuse_csv=reuse, face_size=fs, field_table_csv=fields)
+    t3 = section(text, "## Table 3")
+    row = next(line for line in t3.splitlines() if "| conv0–conv7 |" in line)
+    assert row.startswith("| config.1 (ours: `config1`) |") and "| 600 → 320 px | (43, 506) px | no | 15.00 |" in row
+    assert "| 0.75 |" in row
+    row5 = next(line for line in t3.splitlines() if "| conv6–conv11 |" in line)
+    assert "| 0.900 | 0.69 |" in row5  # ours beside the paper's, matched by range
+    assert len([line for line in t3.splitlines() if line.startswith("| config.")]) == 5  # no duplicated rows
+    assert "9.00; KID 0.0123 ± 0.0004" in section(text, "## Table 1") and "KID 100 subsets of 1000" in text
+    s421 = section(text, "## Sec. 4.2.1")
+    assert "94 channels; ours has 2" in s421
+    assert "| ΔS_448 | 447 | conv0 (s0) | 447 | 507 px | yes | 0.90 |" in s421
+    assert "| ΔS_518 | 517 | conv1 (s2) | 5 | 379 px | no | 0 |" in s421  # 1-based 518 -> column 517
+    assert "| ΔS_776 | 775 | conv1 (s2) | 263 |" in s421
+    s422 = section(text, "## Sec. 4.2.2")
+    assert "141.68 px" in s422 and "141.00 ± 8.00 px" in s422 and "config.5 (conv6-conv11" in s422
+    plain = render_tables({}, {})
+    assert "no reuse CSV given" in plain and "not measured" in plain and "not in our copy" not in plain
 
 
 def test_paper_values_are_numbers_or_none():
@@ -300,3 +346,14 @@ def test_paper_values_are_numbers_or_none():
             for key in paper_reference.PAPER_METRICS:
                 assert row[key] is None or isinstance(row[key], float)
     assert paper_reference.PAPER_TABLE1["ours"]["fid"] == 4.89
+    assert (
+        paper_reference.PAPER_TABLE1["lord"]["pose"] == 13.34 and paper_reference.PAPER_TABLE1["fsgan"]["fid"] == 8.90
+    )
+    assert (
+        paper_reference.PAPER_TABLE2["concat"]["fid"] == 3.65
+        and paper_reference.PAPER_TABLE2["no_concat"]["pose"] == 1.62
+    )
+    assert paper_reference.PAPER_TABLE3["conv3-conv6"]["generative_fields"] == (59, 187)
+    assert all(row["fid"] is None for row in paper_reference.PAPER_TABLE3.values())  # no FID column in Table 3
+    assert paper_reference.PAPER_SPARSITY["union_size"] == 94 and paper_reference.PAPER_FACE_SIZE == 141.68
+    assert sum(r[3] for r in paper_reference.PAPER256_APPENDIX.values()) == paper_reference.PAPER_STYLE_DIM == 4928

@@ -247,3 +247,12 @@ def test_explicit_boxes_equal_the_fixed_box(encoder, faces):
     assert torch.allclose(fixed, explicit)
     shifted = encoder.landmarks(faces[:2], boxes=torch.tensor([17.0, 55.0, 219.0, 257.0]))
     assert (shifted - fixed)[..., :2].norm(dim=-1).mean() < 6  # same face, box moved by 14 px
+
+
+def test_depth_is_on_the_pixel_scale_of_x_and_y(predictions):
+    """Eq. 8 compares 3D landmarks, so z must share the x, y pixel scale: a face's depth extent
+    (nose tip to jaw) is a sizeable fraction of its width, not a normalised 0-1 value."""
+    landmarks, _ = predictions
+    width = landmarks[..., 0].amax(dim=1) - landmarks[..., 0].amin(dim=1)
+    depth = landmarks[..., 2].amax(dim=1) - landmarks[..., 2].amin(dim=1)
+    assert ((depth / width > 0.5) & (depth / width < 1.2)).all()  # 0.73-0.94 on the eight faces

@@ -5,12 +5,15 @@ another (the attribute image). The paper scores the edited image with:
 
 - identity: cosine similarity between the ArcFace embeddings of the identity image and the edited
   image (higher is better; the paper's final model scores 0.82);
-- expression: Euclidean distance between the 2D landmarks of the attribute image and the edited
-  image, normalised by the image resolution (lower is better; 0.017);
+- expression: Euclidean distance between the landmarks of the attribute image and the edited
+  image, normalised by the image resolution (lower is better; 0.017). The paper does not say 2D
+  or 3D; it normalises "for the consistency of comparison with previous methods" (LORD, FSGAN,
+  IDDISEN), whose landmarks are 2D, so we use (x, y) only (our reading);
 - pose: mean squared error of the Euler angles (yaw, pitch, roll, degrees) of the attribute image
   and the edited image (lower is better; 1.67);
 - FID between the edited images and real faces, with torch-fidelity's TensorFlow-compatible
-  Inception.
+  Inception; beside it KID (ours: the paper reports FID only), which is unbiased, because FID
+  from 1,000 edits is biased upwards and a reader must be able to judge the comparison.
 
 The per-pair functions return one value per pair, so that reports can give standard errors, not
 just means. Their reductions are fixed here (see each function) because the paper gives the
@@ -34,6 +37,10 @@ NUM_LANDMARKS = 68
 
 FID_FEATURE_EXTRACTOR = "inception-v3-compat"
 FID_FEATURE_DIM = 2048
+# KID (Binkowski et al. 2018), torch-fidelity's defaults: 100 subsets of 1000 samples, each
+# capped at the smaller set's size (KID needs subsets no larger than the sets).
+KID_SUBSET_SIZE = 1000
+KID_SUBSETS = 100
 FID_INPUT_SIZE = 299
 # What torch-fidelity 0.4.0's FeatureExtractorInceptionV3.forward does to the uint8 images (read
 # from its source; tests/test_edit_metrics.py re-derives the sampling numerically).
@@ -78,7 +85,8 @@ def expression_distance(landmarks_a, landmarks_b, resolution) -> np.ndarray:
 
     Per pair: mean over the 51 INNER_LANDMARKS of the point-to-point Euclidean distance in (x, y)
     pixels, divided by `resolution` (the image side), so that scores compare across resolutions.
-    Depth is ignored: the paper's distance is between 2D landmarks.
+    Depth is ignored (our reading of Sec. 4.1: the landmarks are normalised for comparison with
+    the 2D-landmark metrics of LORD, FSGAN and IDDISEN; the loss, Eq. 8, uses 3D points).
     """
     a, b = _paired(landmarks_a, landmarks_b, "expression_distance")
     if a.ndim != 3 or a.shape[1] != NUM_LANDMARKS or a.shape[2] < 2:
@@ -159,8 +167,22 @@ def _check_images(images, name: str):
     return images
 
 
-def compute_fid(images_a, images_b, inception_weights_path, device="cpu", batch_size: int = 64) -> dict:
-    """FID between two image sets with torch-fidelity's TF-compatible Inception, never the network.
+def compute_fid(
+    images_a,
+    images_b,
+    inception_weights_path,
+    device="cpu",
+    batch_size: int = 64,
+    kid_subset_size: int = KID_SUBSET_SIZE,
+    kid_subsets: int = KID_SUBSETS,
+) -> dict:
+    """FID and KID between two image sets with torch-fidelity's TF-compatible Inception, never the network.
+
+    Returns {"fid", "kid", "kid_std", "kid_subset_size", "kid_subsets", "num_a", "num_b", ...}:
+    both metrics from the same Inception features, with the sample counts, so that a reader can
+    judge a comparison with the paper's FID (biased upwards with few samples; KID is unbiased).
+    KID is the mean over `kid_subsets` random subsets of min(kid_subset_size, num_a, num_b)
+    samples, and kid_std the standard deviation over the subsets.
 
     The weights file is always passed explicitly: with none, torch-fidelity would download it.
     Sets smaller than the 2048 feature dimensions give singular covariances; torch-fidelity still
@@ -193,19 +215,23 @@ def compute_fid(images_a, images_b, inception_weights_path, device="cpu", batch_
     cuda = device.type == "cuda"
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"compute_fid: torch-fidelity runs on cpu or cuda only, not {device}")
-    kwargs = dict(
-        input1=_UInt8ImagesCHW(images_a, batch_size),
-        input2=_UInt8ImagesCHW(images_b, batch_size),
-        fid=True,
-        feature_extractor=FID_FEATURE_EXTRACTOR,
-        feature_extractor_weights_path=str(weights),
-        cuda=cuda,
-        batch_size=int(batch_size),
-        verbose=False,
-        cache=False,  # no feature/statistics files under ~/.cache/torch (Dataset inputs are uncached anyway)
-        datasets_download=False,
-        save_cpu_ram=True,  # num_workers=0: h5py handles must not cross a fork
-    )
+    subset_size = int(min(kid_subset_size, num_a, num_b))
+    kwargs = {
+        "input1": _UInt8ImagesCHW(images_a, batch_size),
+        "input2": _UInt8ImagesCHW(images_b, batch_size),
+        "fid": True,
+        "kid": True,
+        "kid_subset_size": subset_size,
+        "kid_subsets": int(kid_subsets),
+        "feature_extractor": FID_FEATURE_EXTRACTOR,
+        "feature_extractor_weights_path": str(weights),
+        "cuda": cuda,
+        "batch_size": int(batch_size),
+        "verbose": False,
+        "cache": False,  # no feature/statistics files under ~/.cache/torch (Dataset inputs are uncached anyway)
+        "datasets_download": False,
+        "save_cpu_ram": True,  # num_workers=0: h5py handles must not cross a fork
+    }
     if cuda:  # torch-fidelity moves everything with .cuda(), i.e. to the current device
         with torch.cuda.device(device):
             metrics = torch_fidelity.calculate_metrics(**kwargs)
@@ -213,6 +239,10 @@ def compute_fid(images_a, images_b, inception_weights_path, device="cpu", batch_
         metrics = torch_fidelity.calculate_metrics(**kwargs)
     return {
         "fid": float(metrics[torch_fidelity.KEY_METRIC_FID]),
+        "kid": float(metrics[torch_fidelity.KEY_METRIC_KID_MEAN]),
+        "kid_std": float(metrics[torch_fidelity.KEY_METRIC_KID_STD]),
+        "kid_subset_size": subset_size,
+        "kid_subsets": int(kid_subsets),
         "num_a": num_a,
         "num_b": num_b,
         "feature_extractor": FID_FEATURE_EXTRACTOR,

@@ -18,12 +18,18 @@ The FID entry may also be `edit_metrics.compute_fid`'s dict ({"fid": x, "num_a",
 A bare number stands for {"value": x} / {"mean": x}; a flat {"mean", "sem", "n"} under
 "expression" or "pose" counts as the training detector's. Ours is printed as mean ± standard
 error where a standard error is given. Paper values come from `paper_reference` and are
-printed as the paper prints them; one we have not read prints "not in our copy of the paper".
+printed as the paper prints them (`reporting.paper`, read from the full text). A cell the paper
+has no column for (Table 3's FID) says so. Where `compute_fid` gave KID, it is printed beside
+FID in the same cell. Optional inputs add sections: `reuse_csv` (our `channel_reuse.csv`) for
+Sec. 4.2.1's named channels, `face_size` (a `face_size_summary` dict, a {dataset: summary} dict
+or the JSON path) for Sec. 4.2.2, `field_table_csv` (our `generative_fields/table.csv`) for
+Table 3's generative-field column.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.reporting.paper import (
@@ -38,10 +44,17 @@ from pipeline_lib.reporting.paper import (
     PAPER_TABLE3_SOURCE,
     PAPER_URL,
 )
+from pipeline_lib.reporting.paper_sections import (
+    face_size_section,
+    largest_field_below,
+    named_channels_section,
+    read_field_table,
+)
 
 MISSING = "—"
-NOT_IN_PAPER = "not in our copy of the paper"
+NOT_IN_PAPER = "not reported by the paper"  # a column the paper's table does not have
 DECIMALS = {"fid": 2, "identity": 3, "expression": 4, "pose": 2}
+PAPER_DECIMALS = {"fid": 2, "identity": 2, "expression": 3, "pose": 2}  # as Tables 1-3 print them
 DETECTOR_METRICS = ("expression", "pose")
 DEFAULT_FINAL_VARIANT = "euler"
 
@@ -55,7 +68,7 @@ def _number(x) -> float | None:
         v = float(x)
     except (TypeError, ValueError):
         return None
-    return v if v == v else None  # NaN counts as missing
+    return None if math.isnan(v) else v  # NaN counts as missing
 
 
 def _stats(entry) -> dict | None:
@@ -93,9 +106,13 @@ def format_ours(stats: dict | None, name: str) -> str:
     return f"{stats['mean']:.{d}f} ± {stats['sem']:.{d}f}"
 
 
-def format_paper(value) -> str:
+def format_paper(value, name: str | None = None) -> str:
+    """A paper value with the decimals the paper prints (0.20, 8.90), or NOT_IN_PAPER for a column
+    its table does not have."""
     v = _number(value)
-    return NOT_IN_PAPER if v is None else f"{v:g}"
+    if v is None:
+        return NOT_IN_PAPER
+    return f"{v:.{PAPER_DECIMALS[name]}f}" if name in PAPER_DECIMALS else f"{v:g}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -132,9 +149,19 @@ def _metric_cells(ours: Mapping | None, paper: Mapping | None) -> list[str]:
                 format_ours(metric_stats(ours, name, "eval"), name),
             ]
         else:
-            cells.append(format_ours(metric_stats(ours, name), name))
-        cells.append(format_paper(paper.get(name)))
+            cells.append(format_ours(metric_stats(ours, name), name) + (_kid(ours) if name == "fid" else ""))
+        cells.append(format_paper(paper.get(name), name))
     return cells
+
+
+def _kid(ours: Mapping | None) -> str:
+    """ "; KID x ± std" where our FID entry carries `compute_fid`'s KID, else ""."""
+    fid = ours.get("fid") if isinstance(ours, Mapping) else None
+    kid = _number(fid.get("kid")) if isinstance(fid, Mapping) else None
+    if kid is None:
+        return ""
+    std = _number(fid.get("kid_std"))
+    return f"; KID {kid:.4f}" + (f" ± {std:.4f}" if std is not None else "")
 
 
 def _sample_sizes(label: str, ours: Mapping | None, detectors: Sequence[str]) -> str | None:
@@ -146,6 +173,8 @@ def _sample_sizes(label: str, ours: Mapping | None, detectors: Sequence[str]) ->
     if metric_stats(ours, "fid") is not None and isinstance(fid, Mapping):
         a, b = fid.get("num_a"), fid.get("num_b")
         parts.append(f"FID {a if a is not None else '?'} edited vs {b if b is not None else '?'} real faces")
+        if fid.get("kid_subset_size") is not None:
+            parts.append(f"KID {fid.get('kid_subsets', '?')} subsets of {fid['kid_subset_size']}")
     for name in PAPER_METRICS:
         if name == "fid":
             continue
@@ -198,6 +227,31 @@ def _ordered(preferred: Iterable[str], present: Iterable[str]) -> list[str]:
     return keys + [k for k in present if k not in keys]
 
 
+def _table3_key(key: str, spec) -> tuple[str | None, tuple[str, str] | None]:
+    """(the paper's Table 3 key "convA-convB", layers) of one of our ablation configurations."""
+    layers = _layer_range(key, spec)
+    return (f"{layers[0]}-{layers[1]}" if layers else None), layers
+
+
+def _our_fields(field_table_csv, fields: Mapping[str, int] | None) -> tuple[dict[str, int], str]:
+    if field_table_csv is not None:
+        rows = read_field_table(field_table_csv)
+        return {
+            k: int(r["gf_eq1"]) for k, r in rows.items() if r.get("gf_eq1")
+        }, "ours, Eq. 1 (generative_fields/table.csv)"
+    if fields is not None:
+        return dict(fields), "as given to the report"
+    return dict(PAPER256_GENERATIVE_FIELDS), "the paper's appendix Table 1 (no table.csv given)"
+
+
+def _largest(layers, fields) -> int | None:
+    if layers is None:
+        return None
+    a, b = int(layers[0].removeprefix("conv")), int(layers[1].removeprefix("conv"))
+    got = [fields.get(f"conv{i}") for i in range(min(a, b), max(a, b) + 1)]
+    return None if any(g is None for g in got) else max(got)
+
+
 def render_tables(
     eval_metrics: Mapping[str, Mapping] | None,
     ablation_metrics: Mapping[str, Mapping] | None,
@@ -208,21 +262,26 @@ def render_tables(
     fields: Mapping[str, int] | None = None,
     detectors: Sequence[str] = ("3DDFA_V2", "FAN"),
     notes: Sequence[str] = (),
+    reuse_csv=None,
+    face_size=None,
+    field_table_csv=None,
+    layer_table=None,
 ) -> str:
     """The whole `tables.md` as a string (see the module docstring for the dict shapes).
 
-    Table 2's rows are `variant_labels`' keys in order (default: the paper's four variants),
-    then any other variant in `eval_metrics`; Table 3's are `ablation_ranges`' keys (default:
-    the paper's five ranges), then any other configuration. Table 1's "ours" row is
-    `final_variant` (default "euler", else the last variant). `fields` gives each conv layer's
-    generative field for Table 3 (default: the paper's appendix Table 1).
+    Table 1: the paper's prior methods (paper-only rows), then "Ours" = `final_variant`
+    (default "euler", else the last variant). Table 2: one row per variant, keyed by our
+    variant name (`variant_labels`' keys, then the paper's four, then any other in
+    `eval_metrics`), with the paper's row for that variant. Table 3: one row per layer range;
+    our configuration is matched to the paper's by its range (`ablation_ranges[key]` or a
+    "convA-convB" key), never by its name. `fields` / `field_table_csv` give our generative
+    fields (default: the paper's appendix Table 1).
     """
     eval_metrics = dict(eval_metrics or {})
     ablation_metrics = dict(ablation_metrics or {})
-    field_source = "the paper's appendix Table 1" if fields is None else "as given to the report"
-    fields = dict(fields or PAPER256_GENERATIVE_FIELDS)
-    variant_keys = _ordered(variant_labels if variant_labels else PAPER_TABLE2, eval_metrics)
-    labels = {k: (variant_labels or {}).get(k) or PAPER_TABLE2.get(k, {}).get("label") or k for k in variant_keys}
+    fields, field_source = _our_fields(field_table_csv, fields)
+    variant_keys = _ordered(list(variant_labels or {}) + list(PAPER_TABLE2), eval_metrics)
+    labels = {k: (variant_labels or {}).get(k) or k for k in variant_keys}
     if final_variant is None:
         final_variant = (
             DEFAULT_FINAL_VARIANT if DEFAULT_FINAL_VARIANT in eval_metrics else next(reversed(eval_metrics), None)
@@ -233,52 +292,71 @@ def render_tables(
         "",
         f"Paper: {PAPER_CITATION} {PAPER_URL}",
         "",
-        "Ours: mean ± standard error over the evaluation set where a standard error is given; "
-        f"{MISSING} where we have no number. Paper: the value as printed, or “{NOT_IN_PAPER}”. "
-        f"Expression and pose are measured twice: with the landmark detector the losses use ({detectors[0]}) "
-        f"and with an independent one ({detectors[1]}), since an editor can learn to satisfy the detector "
-        "it is trained against.",
+        (
+            "Ours: mean ± standard error over the evaluation set where a standard error is given; "
+            f"{MISSING} where we have no number (or do not run the method). Paper: the value as printed. "
+            f"Expression and pose are measured twice: with the landmark detector the losses use ({detectors[0]}) "
+            f"and with an independent one ({detectors[1]}), since an editor can learn to satisfy the detector "
+            "it is trained against. FID from 1,000 edits is biased upwards; KID (unbiased) is printed beside ours."
+        ),
         *[f"\n{n}" for n in notes],
         "",
         "## Table 1: comparison with prior work",
         "",
     ]
-    t1 = [
-        ([meta.get("label", key)], None, meta, meta.get("label", key))
-        for key, meta in PAPER_TABLE1.items()
-        if key != "ours"
-    ]
-    ours_label = PAPER_TABLE1.get("ours", {}).get("label", "Ours")
+    t1 = [([m["label"]], None, m, m["label"]) for k, m in PAPER_TABLE1.items() if k != "ours"]
+    ours_label = PAPER_TABLE1["ours"]["label"]
     if final_variant is not None:
         ours_label = f"{ours_label}; our variant `{final_variant}`"
-    t1.append(([ours_label], eval_metrics.get(final_variant), PAPER_TABLE1.get("ours"), ours_label))
+    t1.append(([ours_label], eval_metrics.get(final_variant), PAPER_TABLE1["ours"], ours_label))
     out += _table(t1, ["Method"], detectors)
-    out += ["", f"Paper values: {PAPER_TABLE1_SOURCE}. The other methods' rows: {NOT_IN_PAPER}.", ""]
+    out += ["", f"Paper values: {PAPER_TABLE1_SOURCE}. LORD, FSGAN and IDDISEN are the paper's numbers only.", ""]
 
     out += ["## Table 2: ablation of the variants", ""]
-    t2 = [([labels[k]], eval_metrics.get(k), PAPER_TABLE2.get(k), labels[k]) for k in variant_keys]
-    out += _table(t2, ["Variant"], detectors)
+    t2 = []
+    for k in variant_keys:
+        paper = PAPER_TABLE2.get(k)
+        paper_name = paper["label"] if paper else "— (no such row in the paper)"
+        t2.append(([paper_name, f"{labels[k]} (`{k}`)"], eval_metrics.get(k), paper, labels[k]))
+    out += _table(t2, ["Paper row", "Our variant"], detectors)
     out += ["", f"Paper values: {PAPER_TABLE2_SOURCE}.", ""]
 
     out += ["## Table 3: generative-field ablation (dS kept only on a range of conv layers)", ""]
-    ablation_keys = _ordered(ablation_ranges if ablation_ranges else PAPER_TABLE3, ablation_metrics)
+    ours_by_range: dict[str, tuple[str, tuple[str, str] | None]] = {}
+    for k in _ordered(ablation_ranges or {}, ablation_metrics):
+        rkey, layers = _table3_key(k, (ablation_ranges or {}).get(k))
+        ours_by_range[rkey or k] = (k, layers)
     t3 = []
-    for k in ablation_keys:
-        spec = (ablation_ranges or {}).get(k) or PAPER_TABLE3.get(k, {}).get("layers")
-        layers = _layer_range(k, spec)
-        kept = f"{layers[0]}–{layers[1]}" if layers else k
-        t3.append(([kept, _field_range(layers, fields)], ablation_metrics.get(k), PAPER_TABLE3.get(k), kept))
-    out += _table(t3, ["dS kept on", "generative field"], detectors)
+    for rkey in _ordered(PAPER_TABLE3, ours_by_range):
+        k, layers = ours_by_range.get(rkey, (None, PAPER_TABLE3.get(rkey, {}).get("layers")))
+        paper = PAPER_TABLE3.get(rkey)
+        kept = f"{layers[0]}–{layers[1]}" if layers else rkey
+        index = (paper["label"] if paper else "—") + (f" (ours: `{k}`)" if k and k != rkey else "")
+        gf_paper = "({}, {}) px".format(*paper["generative_fields"]) if paper else "— (not in the paper)"
+        lead = [index, kept, _field_range(layers, fields), gf_paper]
+        if face_size is not None:
+            lead.append(largest_field_below(face_size, _largest(layers, fields)))
+        t3.append((lead, ablation_metrics.get(k) if k else None, paper, kept))
+    lead_cols = ["Index", "dS kept on", "generative field (ours)", "GFs (paper)"]
+    if face_size is not None:
+        lead_cols.append("largest field < face size (ours)")
+    out += _table(t3, lead_cols, detectors)
     out += [
         "",
-        f"Paper values: {PAPER_TABLE3_SOURCE}. Generative fields (one side, conv layers of the range): {field_source}.",
+        (
+            f"Paper values: {PAPER_TABLE3_SOURCE}. Generative fields of ours (one side, largest → smallest of the "
+            f"range): {field_source}; the paper's as its Table 3 prints them, (smallest, largest)."
+        ),
         "",
     ]
+    out += named_channels_section(reuse_csv, layer_table)
+    out += face_size_section(face_size)
     return "\n".join(out)
 
 
 def write_tables(path, eval_metrics, ablation_metrics, variant_labels=None, ablation_ranges=None, **kwargs) -> str:
-    """Write `tables.md` atomically; returns its text."""
+    """Write `tables.md` atomically; returns its text. Keyword arguments are `render_tables`'s
+    (new and optional: `reuse_csv`, `face_size`, `field_table_csv`, `layer_table`)."""
     text = render_tables(eval_metrics, ablation_metrics, variant_labels, ablation_ranges, **kwargs)
     with atomic_path(path) as tmp:
         tmp.write_text(text)
