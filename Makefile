@@ -21,12 +21,15 @@ $(VENV)/.installed: pyproject.toml
 demo: env
 	$(BIN)/snakemake --profile profiles/demo
 
-test: env
+test: env lint
 	$(BIN)/python -m pytest
 
+# Style is part of the test command, so CI fails on a regression.
 lint: env
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check .
+	$(BIN)/black --check -q .
+	$(BIN)/ruff check -q .
 
 clean-demo:
 	rm -rf results_demo

@@ -58,3 +58,4 @@ rule all:
         trained_models(),
         rules.report_tables.output,
         rules.sparsity.output,
+        rules.face_size.output,

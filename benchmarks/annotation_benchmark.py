@@ -51,7 +51,7 @@ def main() -> None:
                 a, b = cpu.embed(img), gpu.embed(img.to(device)).cpu()
                 run = lambda x, m=gpu: m.embed(x)  # noqa: E731
             err = ((a - b).norm() / a.norm().clamp_min(1e-12)).item()
-            x = (torch.rand(args.batch, 3, 256, 256, device=device) * 2 - 1)
+            x = torch.rand(args.batch, 3, 256, 256, device=device) * 2 - 1
             for _ in range(2):
                 run(x)
             torch.cuda.synchronize()
@@ -67,8 +67,10 @@ def main() -> None:
     print("|---|---|---|")
     for kind, err, fps in rows:
         print(f"| {kind} | {err:.1e} | {fps:.0f} |")
-    print(f"\nannotation with the default encoders (3ddfa_mb1 + fan + arcface + inception): about {total:.0f} "
-          f"faces/s, so 48,000 faces in about {48000 / total / 60:.1f} min")
+    print(
+        f"\nannotation with the default encoders (3ddfa_mb1 + fan + arcface + inception): about {total:.0f} "
+        f"faces/s, so 48,000 faces in about {48000 / total / 60:.1f} min"
+    )
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_lib import load_generator  # noqa: E402
-from pipeline_lib.devices import resolve_device  # noqa: E402
 from pipeline_lib.dataset.store import open_faces  # noqa: E402
 from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, shard_ranges, write_shard  # noqa: E402
+from pipeline_lib.devices import resolve_device  # noqa: E402
 from pipeline_lib.generator.fast import FastSynthesis, psnr  # noqa: E402
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
 
@@ -32,15 +32,19 @@ def main(fixtures: Path) -> None:
         "reference img psi0.7": (G(cases["z"], truncation_psi=0.7) - cases["img_psi0.7"]).abs().max(),
         "polyphase img": (G.set_up_impl("polyphase")(cases["z"]) - cases["img"]).abs().max(),
         "fast fp32 img": (FastSynthesis(G).to(device)(S, S_rgb) - cases["img"]).abs().max(),
-        "fast fp32 channels_last img": (FastSynthesis(G, channels_last=True).to(device)(S, S_rgb) - cases["img"]).abs().max(),
+        "fast fp32 channels_last img": (FastSynthesis(G, channels_last=True).to(device)(S, S_rgb) - cases["img"])
+        .abs()
+        .max(),
     }
     worst = 0.0
     for name, err in results.items():
         print(f"{name}: max abs error vs NVIDIA's official output {err.item():.2e}")
         worst = max(worst, err.item())
     fast_bf16 = FastSynthesis(G, dtype=torch.bfloat16, channels_last=True).to(device)(S, S_rgb)
-    print(f"fast bf16 img: max abs {(fast_bf16 - cases['img']).abs().max().item():.3f}, "
-          f"PSNR {psnr(fast_bf16, cases['img']):.1f} dB")
+    print(
+        f"fast bf16 img: max abs {(fast_bf16 - cases['img']).abs().max().item():.3f}, "
+        f"PSNR {psnr(fast_bf16, cases['img']):.1f} dB"
+    )
     print("GPU fixture checks:", "PASS" if worst < 1e-4 else "FAIL")
     determinism(device)
 
@@ -63,8 +67,10 @@ def determinism(device, n=2048) -> None:
             with open_faces(folder / "faces.h5") as f:
                 datasets.append({k: f[k][()] for k in ("z", "w", "styles", "images")})
         same = all(np.array_equal(datasets[0][k], d[k]) for d in datasets[1:] for k in datasets[0])
-        print(f"GPU determinism ({'compiled' if compile_ else 'CUDA graph'} bf16, shard sizes 512/1024/2048, "
-              f"batch sizes 256/1024/512): {'PASS, bit-identical' if same else 'FAIL'}")
+        print(
+            f"GPU determinism ({'compiled' if compile_ else 'CUDA graph'} bf16, shard sizes 512/1024/2048, "
+            f"batch sizes 256/1024/512): {'PASS, bit-identical' if same else 'FAIL'}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ from pipeline_lib.dataset.synthesis import (  # noqa: E402
 )
 from pipeline_lib.devices import resolve_device  # noqa: E402
 from pipeline_lib.generator.fast import flops_per_image, psnr  # noqa: E402
-from pipeline_lib.images import to_uint8_hwc  # noqa: E402
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
+from pipeline_lib.images import to_uint8_hwc  # noqa: E402
 
 VARIANTS = {
     # name: (dtype, compile, cuda_graph)
@@ -96,10 +96,18 @@ def main() -> None:
     G = init_random_generator(GeneratorConfig(), seed=0, w_avg_samples=2000).to(device)
     flops = flops_per_image(G)
     peak = measure_peak_bf16(device)
-    print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}; {flops / 1e9:.1f} GFLOP/image; "
-          f"bf16 matmul peak measured {peak / 1e12:.0f} TFLOP/s", flush=True)
-    rows, report = [], {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                        "gflop_per_image": flops / 1e9, "peak_bf16_tflops": peak / 1e12, "variants": {}}
+    print(
+        f"device {torch.cuda.get_device_name()}, torch {torch.__version__}; {flops / 1e9:.1f} GFLOP/image; "
+        f"bf16 matmul peak measured {peak / 1e12:.0f} TFLOP/s",
+        flush=True,
+    )
+    rows, report = [], {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "gflop_per_image": flops / 1e9,
+        "peak_bf16_tflops": peak / 1e12,
+        "variants": {},
+    }
 
     z = torch.from_numpy(latents(0, range(args.chunk), G.z_dim)).to(device)
     psi = 1.0
@@ -116,7 +124,9 @@ def main() -> None:
     names = list(VARIANTS) if args.variants == "all" else [n for n in args.variants.split(",") if n]
     for name in names:
         dtype, comp, graph = VARIANTS[name]
-        settings = SynthesisSettings.defaults(global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype=dtype, compile=comp)
+        settings = SynthesisSettings.defaults(
+            global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype=dtype, compile=comp
+        )
         t0 = time.perf_counter()
         synth = ChunkSynthesizer(G, settings, device, cuda_graph=graph)
         out = synth.run(0)
@@ -133,17 +143,28 @@ def main() -> None:
         p = psnr(img_fast, (ref_u8.float() - 128) / 127.5)
         assert torch.equal(out["styles"], S_ref), "styles must not depend on the synthesis variant"
         rows.append((name, ips, err.max().item(), p, ips / base))
-        report["variants"][name] = {"images_per_s": ips, "warmup_s": warm, "uint8_max_abs_err": err.max().item(),
-                                    "uint8_mean_abs_err": err.mean().item(), "psnr_db": p,
-                                    "share_of_peak": ips * flops / peak, "ratio_to_fp32": ips / base}
-        print(f"{name}: {ips:.0f} images/s (warm-up {warm:.0f} s), max |uint8 diff| {err.max().item():.0f}, "
-              f"PSNR {p:.1f} dB", flush=True)
+        report["variants"][name] = {
+            "images_per_s": ips,
+            "warmup_s": warm,
+            "uint8_max_abs_err": err.max().item(),
+            "uint8_mean_abs_err": err.mean().item(),
+            "psnr_db": p,
+            "share_of_peak": ips * flops / peak,
+            "ratio_to_fp32": ips / base,
+        }
+        print(
+            f"{name}: {ips:.0f} images/s (warm-up {warm:.0f} s), max |uint8 diff| {err.max().item():.0f}, "
+            f"PSNR {p:.1f} dB",
+            flush=True,
+        )
         del synth
         torch.cuda.empty_cache()
 
     if args.writer_only:
         # The writer alone: the same write_shard loop fed one precomputed chunk, no GPU compute.
-        settings = SynthesisSettings.defaults(global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype="bfloat16", compile=False)
+        settings = SynthesisSettings.defaults(
+            global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype="bfloat16", compile=False
+        )
         synth = ChunkSynthesizer(G, settings, device, cuda_graph=False)
         cached = {k: v.clone() for k, v in synth.run(0).items()}
 
@@ -157,16 +178,32 @@ def main() -> None:
 
         work = Path(args.workdir or tempfile.mkdtemp(prefix="genfields-bench-"))
         t0 = time.perf_counter()
-        stats = write_shard(work / "writer_only.h5", G, "benchmark", 0, args.writer_only, args.writer_only, settings,
-                            batch_size=args.chunk * 4, device=device, synthesizer=Replay(), progress=False)
-        print(f"writer only: {args.writer_only} faces in {time.perf_counter() - t0:.1f} s, "
-              f"writer busy {stats['writer_busy_s']:.1f} s", flush=True)
+        stats = write_shard(
+            work / "writer_only.h5",
+            G,
+            "benchmark",
+            0,
+            args.writer_only,
+            args.writer_only,
+            settings,
+            batch_size=args.chunk * 4,
+            device=device,
+            synthesizer=Replay(),
+            progress=False,
+        )
+        print(
+            f"writer only: {args.writer_only} faces in {time.perf_counter() - t0:.1f} s, "
+            f"writer busy {stats['writer_busy_s']:.1f} s",
+            flush=True,
+        )
         report["writer_only"] = stats
         shutil.rmtree(work, ignore_errors=True)
 
     if args.dataset:
         dtype, comp, graph = VARIANTS[args.dataset_variant]
-        settings = SynthesisSettings.defaults(global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype=dtype, compile=comp)
+        settings = SynthesisSettings.defaults(
+            global_seed=0, truncation_psi=psi, chunk_size=args.chunk, dtype=dtype, compile=comp
+        )
         work = Path(args.workdir or tempfile.mkdtemp(prefix="genfields-bench-"))
         work.mkdir(parents=True, exist_ok=True)
         t_warm = time.perf_counter()
@@ -178,19 +215,39 @@ def main() -> None:
         paths, busy = [], 0.0
         for i, (a, b) in enumerate(shard_ranges(args.dataset, args.shard_size)):
             paths.append(work / f"{i}.h5")
-            busy += write_shard(paths[-1], G, "benchmark", a, b, args.dataset, settings, batch_size=args.chunk * 4,
-                                device=device, synthesizer=synth, progress=False)["writer_busy_s"]
+            busy += write_shard(
+                paths[-1],
+                G,
+                "benchmark",
+                a,
+                b,
+                args.dataset,
+                settings,
+                batch_size=args.chunk * 4,
+                device=device,
+                synthesizer=synth,
+                progress=False,
+            )["writer_busy_s"]
         shards_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         merge_shards(paths, work / "faces.h5", args.dataset * 3 // 4, args.dataset - args.dataset * 3 // 4)
         merge_s = time.perf_counter() - t1
         size_gb = sum(p.stat().st_size for p in paths) / 1e9
-        report["dataset"] = {"faces": args.dataset, "variant": args.dataset_variant, "shards_wall_s": shards_s,
-                             "merge_wall_s": merge_s, "shards_gb": size_gb, "warmup_s": warm_s,
-                             "writer_busy_s": busy}
-        print(f"dataset: {args.dataset} faces in {shards_s:.1f} s ({args.dataset / shards_s:.0f} images/s, "
-              f"{size_gb:.1f} GB of shards; writer busy {busy:.1f} s), merge {merge_s:.1f} s, "
-              f"warm-up {warm_s:.1f} s", flush=True)
+        report["dataset"] = {
+            "faces": args.dataset,
+            "variant": args.dataset_variant,
+            "shards_wall_s": shards_s,
+            "merge_wall_s": merge_s,
+            "shards_gb": size_gb,
+            "warmup_s": warm_s,
+            "writer_busy_s": busy,
+        }
+        print(
+            f"dataset: {args.dataset} faces in {shards_s:.1f} s ({args.dataset / shards_s:.0f} images/s, "
+            f"{size_gb:.1f} GB of shards; writer busy {busy:.1f} s), merge {merge_s:.1f} s, "
+            f"warm-up {warm_s:.1f} s",
+            flush=True,
+        )
         shutil.rmtree(work, ignore_errors=True)
 
     print("\n| path | images/s | % of bf16 peak | max abs uint8 diff vs fp32 | PSNR vs fp32 (dB) | x fp32 |")
@@ -200,9 +257,11 @@ def main() -> None:
     if "dataset" in report:
         d = report["dataset"]
         total = d["warmup_s"] + d["shards_wall_s"] + d["merge_wall_s"]
-        print(f"\nwhole dataset: {d['faces']} faces in {total:.1f} s of wall time = warm-up {d['warmup_s']:.1f} s "
-              f"+ generation and HDF5 writing {d['shards_wall_s']:.1f} s + merge {d['merge_wall_s']:.1f} s "
-              f"('{d['variant']}')")
+        print(
+            f"\nwhole dataset: {d['faces']} faces in {total:.1f} s of wall time = warm-up {d['warmup_s']:.1f} s "
+            f"+ generation and HDF5 writing {d['shards_wall_s']:.1f} s + merge {d['merge_wall_s']:.1f} s "
+            f"('{d['variant']}')"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 

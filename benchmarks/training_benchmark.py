@@ -31,7 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline_lib.devices import resolve_device  # noqa: E402
 from pipeline_lib.encoders import build_encoder  # noqa: E402
 from pipeline_lib.encoders.random_weights import random_weights_file  # noqa: E402
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
 from pipeline_lib.images import from_uint8_hwc  # noqa: E402
+from pipeline_lib.mref import mapper_input  # noqa: E402
+from pipeline_lib.training.loop import LOSS_TERMS, Trainer, loss_terms, settings_from_config  # noqa: E402
 from pipeline_lib.training.losses import (  # noqa: E402
     euler_loss,
     identity_loss,
@@ -40,10 +43,7 @@ from pipeline_lib.training.losses import (  # noqa: E402
     style_negative_log_likelihood,
     total_loss,
 )
-from pipeline_lib.mref import mapper_input  # noqa: E402
-from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
 from pipeline_lib.weights.registry import REGISTRY  # noqa: E402
-from pipeline_lib.training.loop import LOSS_TERMS, Trainer, loss_terms, settings_from_config  # noqa: E402
 
 PAPER256 = GeneratorConfig()  # the defaults are the paper256 shape
 N_FACES = 2048
@@ -68,10 +68,24 @@ class StandInData:
 
 def settings(batch: int, precision: str, compile_: bool):
     cfg = {
-        "gpus": 1, "batch_size": batch, "num_steps": 200_000, "lr": 5e-6, "lr_end": 1e-7, "betas": [0.9, 0.999],
-        "cross_frequency": 3, "seed": 0, "lambda_id": 1.0, "lambda_attr": 0.01, "lambda_rec": 0.02, "alpha": 0.84,
-        "hidden": [2048, 2048, 2048], "precision": precision, "compile": compile_, "checkpoint_every": 10**9,
-        "log_every": 10**9, "sample_every": 10**9,
+        "gpus": 1,
+        "batch_size": batch,
+        "num_steps": 200_000,
+        "lr": 5e-6,
+        "lr_end": 1e-7,
+        "betas": [0.9, 0.999],
+        "cross_frequency": 3,
+        "seed": 0,
+        "lambda_id": 1.0,
+        "lambda_attr": 0.01,
+        "lambda_rec": 0.02,
+        "alpha": 0.84,
+        "hidden": [2048, 2048, 2048],
+        "precision": precision,
+        "compile": compile_,
+        "checkpoint_every": 10**9,
+        "log_every": 10**9,
+        "sample_every": 10**9,
         "variants": {"euler": {"input_features": "attribute", "lambda_reg": 0.1, "euler_loss": True}},
     }
     return settings_from_config(cfg, "euler")
@@ -203,7 +217,9 @@ def loss_agreement(G, id_enc, lnd_enc, data, device, batch: int = 32, n: int = 8
             with torch.no_grad():
                 S_id, S_rgb, dS = trainer.edit_styles(ids, attrs.to(device))
                 img, emb, lnd, pose = trainer.edit(S_id + dS, S_rgb, "const")
-                t = loss_terms(img, emb, lnd, pose, S_id + dS, trainer.targets(ids, ids, data.images[ids]), data, 0.84, True)
+                t = loss_terms(
+                    img, emb, lnd, pose, S_id + dS, trainer.targets(ids, ids, data.images[ids]), data, 0.84, True
+                )
             rows.append(torch.stack([t[k] for k in LOSS_TERMS[1:]]).double().cpu())
         results[precision] = torch.stack(rows)
     diff = (results["bfloat16"] - results["float32"]).abs().mean(0)
@@ -238,13 +254,17 @@ def main():
     for k, (d, sp) in loss_agreement(G, id_enc, lnd_enc, data, device).items():
         print(f"  {k:15s} |bf16 - fp32| {d:.3e}   spread {sp:.3e}   ratio {d / sp if sp else float('nan'):.3f}")
 
-    print(f"\n| batch | path | steps/s | faces/s | x baseline | paper schedule ({args.paper_steps:,} steps) at batch 6 |")
+    print(
+        f"\n| batch | path | steps/s | faces/s | x baseline | paper schedule ({args.paper_steps:,} steps) at batch 6 |"
+    )
     print("|---|---|---|---|---|---|")
     for batch in args.batches:
         plan = batches(data, batch, args.steps + args.warmup, device)
         rates = {}
         try:
-            run, restore = baseline_runner(G, id_enc, lnd_enc, attr_enc, data, settings(batch, "float32", False), device)
+            run, restore = baseline_runner(
+                G, id_enc, lnd_enc, attr_enc, data, settings(batch, "float32", False), device
+            )
             rates["baseline: fp32 eager, encoders on inputs"] = time_steps(run, plan, args.warmup)
             restore()
             for label, precision, comp, mode in [
@@ -267,7 +287,11 @@ def main():
             hours = args.paper_steps / r / 3600 if batch == 6 else float("nan")
             print(f"| {batch} | {label} | {r:.2f} | {r * batch:.0f} | {r / base:.2f} | {hours:.1f} h |")
         parts = breakdown(last_trainer, data, batch)
-        print("|   | time per step, fwd+bwd alone (bf16): " + ", ".join(f"{k} {v:.1f} ms" for k, v in parts.items()) + " | | | | |")
+        print(
+            "|   | time per step, fwd+bwd alone (bf16): "
+            + ", ".join(f"{k} {v:.1f} ms" for k, v in parts.items())
+            + " | | | | |"
+        )
         print(f"|   | peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB | | | | |")
         torch.cuda.reset_peak_memory_stats(device)
 

@@ -6,11 +6,10 @@ Public API (see README): `load_generator(path) -> Generator`, `G.mapping(z, trun
 """
 
 from pipeline_lib.generator import load_generator, save_generator
-
-from pipeline_lib.weights import WeightsError
-from pipeline_lib.generator.loading import export_snapshot
 from pipeline_lib.generator.layers import LayerSpec, build_layer_table, find_layer, layer_mask, layer_range
+from pipeline_lib.generator.loading import export_snapshot
 from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig, init_random_generator
+from pipeline_lib.weights import WeightsError
 
 __all__ = [
     "Generator",

@@ -56,7 +56,9 @@ def claim_gpus(n: int, lock_dir=None, poll_seconds: float = 5.0, total: int | No
         return None
     if n > total:
         raise RuntimeError(f"this job needs {n} GPUs but the machine has {total}")
-    lock_dir = Path(lock_dir or os.environ.get("GENFIELDS_GPU_LOCKS", Path(tempfile.gettempdir()) / "genfields-gpu-locks"))
+    lock_dir = Path(
+        lock_dir or os.environ.get("GENFIELDS_GPU_LOCKS", Path(tempfile.gettempdir()) / "genfields-gpu-locks")
+    )
     lock_dir.mkdir(parents=True, exist_ok=True)
     waited = False
     while True:

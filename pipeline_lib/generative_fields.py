@@ -11,12 +11,11 @@ Three numbers per conv layer:
 from __future__ import annotations
 
 import csv
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from pipeline_lib.atomic import atomic_path
-from pipeline_lib.generator.layers import equation1_fields
 from pipeline_lib.reporting.paper import PAPER256_GENERATIVE_FIELDS
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ def _skip_interval(a: int, b: int) -> tuple[int, int]:
     return 2 * a - 1, 2 * b + 2
 
 
-def fir_aware_fields(G: "Generator") -> list[int]:
+def fir_aware_fields(G: Generator) -> list[int]:
     """Exact 1-D support width on the output of one centre unit at each conv layer's input.
 
     Follows the main path through every later conv, plus the skip path from every later torgb;
@@ -72,7 +71,7 @@ def fir_aware_fields(G: "Generator") -> list[int]:
 
 
 @torch.no_grad()
-def measured_fields(G: "Generator", seed: int = 0) -> list[tuple[int, int]]:
+def measured_fields(G: Generator, seed: int = 0) -> list[tuple[int, int]]:
     """(width, height) of the changed output region for a unit perturbed at each conv input.
 
     Sample i of a batch has conv layer i's input perturbed at its centre (all channels); the
@@ -115,7 +114,7 @@ def measured_fields(G: "Generator", seed: int = 0) -> list[tuple[int, int]]:
     return sizes
 
 
-def field_table(G: "Generator", measure: bool = True, seed: int = 0) -> list[dict]:
+def field_table(G: Generator, measure: bool = True, seed: int = 0) -> list[dict]:
     """One row per conv layer with the three field sizes and the paper's printed value."""
     paper = PAPER256_GENERATIVE_FIELDS if _is_paper256_geometry(G) else {}
     fir = fir_aware_fields(G)
@@ -144,7 +143,7 @@ def field_table(G: "Generator", measure: bool = True, seed: int = 0) -> list[dic
     return rows
 
 
-def _is_paper256_geometry(G: "Generator") -> bool:
+def _is_paper256_geometry(G: Generator) -> bool:
     convs = G.conv_layers
     return (
         G.img_resolution == 256
@@ -209,7 +208,7 @@ def plot_fields(rows: list[dict], image, path, title: str = "") -> None:
     plt.close(fig)
 
 
-def write_generative_fields(G: "Generator", table_path, figure_path, seed: int = 0, measure: bool = True) -> list[dict]:
+def write_generative_fields(G: Generator, table_path, figure_path, seed: int = 0, measure: bool = True) -> list[dict]:
     """The generative-fields stage: `table.csv` and `figure.png`, each written atomically."""
     rows = field_table(G, measure=measure, seed=seed)
     with atomic_path(table_path) as tmp:

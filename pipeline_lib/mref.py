@@ -44,7 +44,9 @@ class ReferenceMapper(nn.Module):
         return {"in_dim": self.in_dim, "out_dim": self.out_dim, "hidden": list(self.hidden), "slope": self.slope}
 
 
-def mapper_input(identity_embedding: torch.Tensor, attribute_features: torch.Tensor, input_features: str) -> torch.Tensor:
+def mapper_input(
+    identity_embedding: torch.Tensor, attribute_features: torch.Tensor, input_features: str
+) -> torch.Tensor:
     if input_features == "attribute":
         return attribute_features
     if input_features == "identity+attribute":

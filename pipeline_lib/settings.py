@@ -236,4 +236,3 @@ def check_all(config: dict) -> None:
         RandomGeneratorSettings.parse(config["generator"]["random_init"])
     for variant in training_variants(config["training"]):
         TrainingSettings.for_variant(config["training"], variant)
-

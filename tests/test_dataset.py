@@ -18,9 +18,9 @@ import torch
 
 from pipeline_lib.dataset.statistics import RunningMoments, compute_style_stats, invert_last_lrelu
 from pipeline_lib.dataset.synthesis import SynthesisSettings, latents, merge_shards, shard_ranges, write_shard
-from pipeline_lib.images import to_uint8_hwc
 from pipeline_lib.generator import save_generator
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
+from pipeline_lib.images import to_uint8_hwc
 
 TINY_CFG = GeneratorConfig(
     z_dim=16, w_dim=16, img_resolution=32, num_mapping_layers=2, channel_base=128, channel_max=16
@@ -177,7 +177,17 @@ def test_a_killed_shard_job_leaves_nothing_that_looks_complete(tiny_G, tmp_path)
     leftovers = list(target.parent.iterdir())
     assert leftovers and all(".partial" in p.name for p in leftovers)
     # a rerun makes the target and clears the debris
-    write_shard(target, tiny_G, "sha", 0, 8, 8, SynthesisSettings.defaults(chunk_size=4, dtype="float32", compile=False), 4, progress=False)
+    write_shard(
+        target,
+        tiny_G,
+        "sha",
+        0,
+        8,
+        8,
+        SynthesisSettings.defaults(chunk_size=4, dtype="float32", compile=False),
+        4,
+        progress=False,
+    )
     assert [p.name for p in target.parent.iterdir()] == ["0.h5"]
 
 
@@ -231,6 +241,16 @@ def test_merged_file_reads_from_the_shards_and_refuses_a_missing_one(tiny_G, tmp
     (tmp_path / "1.h5").rename(tmp_path / "1.bak")
     with pytest.raises(FileNotFoundError, match=r"reads faces 8-16 from .*1.h5, which is missing"):
         open_faces(faces)
-    write_shard(tmp_path / "1.h5", tiny_G, "sha", 8, 16, N, SynthesisSettings.defaults(global_seed=1, chunk_size=4, compile=False), 8, progress=False)
+    write_shard(
+        tmp_path / "1.h5",
+        tiny_G,
+        "sha",
+        8,
+        16,
+        N,
+        SynthesisSettings.defaults(global_seed=1, chunk_size=4, compile=False),
+        8,
+        progress=False,
+    )
     with pytest.raises(ValueError, match="is not the shard"):
         open_faces(faces)

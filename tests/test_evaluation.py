@@ -12,12 +12,12 @@ import torch
 from conftest import shared_path
 from training_inputs import ENCODERS_CFG, build_training_inputs
 
+from pipeline_lib.dataset.real_faces import prepare_real_faces
 from pipeline_lib.encoders.random_weights import random_weights_file
 from pipeline_lib.evaluation.edits import draw_pairs
-from pipeline_lib.jobs.evaluation import evaluate_edits, sparsity_analyses
 from pipeline_lib.generator import load_generator
+from pipeline_lib.jobs.evaluation import evaluate_edits, sparsity_analyses
 from pipeline_lib.mref import ReferenceMapper, save_mapper
-from pipeline_lib.dataset.real_faces import prepare_real_faces
 
 EVAL_CFG = {"num_pairs": 6, "seed": 0, "batch_size": 3, "grid": [2, 3]}
 
@@ -56,7 +56,12 @@ def job_args(folder, inputs, files, model):
 def test_an_untrained_editor_keeps_the_identity_and_the_metrics_record_their_context(setup, tmp_path):
     folder, inputs, files = setup
     out = tmp_path / "metrics.json"
-    evaluate_edits(**job_args(folder, inputs, files, "untrained.pt"), evaluation=EVAL_CFG, out_metrics=out, out_grid=tmp_path / "grid.png")
+    evaluate_edits(
+        **job_args(folder, inputs, files, "untrained.pt"),
+        evaluation=EVAL_CFG,
+        out_metrics=out,
+        out_grid=tmp_path / "grid.png",
+    )
     m = json.loads(out.read_text())
     assert m["identity"]["n"] == 6 and m["identity"]["mean"] > 0.999  # dS = 0: the edit is the identity face
     assert m["attribute_source"].startswith("real") and m["fid"]["num_a"] == 6 and m["fid"]["num_b"] == 81
@@ -70,7 +75,11 @@ def test_ablation_masks_dS_to_its_layers(setup, tmp_path):
     args = job_args(folder, inputs, files, "random.pt")
     full = evaluate_edits(**args, evaluation=EVAL_CFG, out_metrics=tmp_path / "a.json", out_grid=tmp_path / "a.png")
     late = evaluate_edits(
-        **args, evaluation=EVAL_CFG, out_metrics=tmp_path / "b.json", out_grid=tmp_path / "b.png", layers=["conv6", "conv11"]
+        **args,
+        evaluation=EVAL_CFG,
+        out_metrics=tmp_path / "b.json",
+        out_grid=tmp_path / "b.png",
+        layers=["conv6", "conv11"],
     )
     assert late["layers"] == ["conv6", "conv11"]
     G = load_generator(inputs["generator_path"])
@@ -92,9 +101,21 @@ def test_pairs_depend_only_on_the_seed():
 def test_sparsity_job_writes_both_figures_over_every_channel(setup, tmp_path):
     folder, inputs, files = setup
     names = ["histogram_csv", "histogram_summary", "histogram_png", "reuse_csv", "reuse_png"]
-    outputs = {n: tmp_path / (n.replace("_png", ".png").replace("_csv", ".csv").replace("_summary", "_summary.json")) for n in names}
-    sparsity_cfg = {"variant": "euler", "histogram_tests": 5, "bins": 20, "threshold": 0.6, "reuse_tests": 4, "top_k": 10}
-    sparsity_analyses(**job_args(folder, inputs, files, "random.pt"), sparsity_cfg=sparsity_cfg, evaluation=EVAL_CFG, outputs=outputs)
+    outputs = {
+        n: tmp_path / (n.replace("_png", ".png").replace("_csv", ".csv").replace("_summary", "_summary.json"))
+        for n in names
+    }
+    sparsity_cfg = {
+        "variant": "euler",
+        "histogram_tests": 5,
+        "bins": 20,
+        "threshold": 0.6,
+        "reuse_tests": 4,
+        "top_k": 10,
+    }
+    sparsity_analyses(
+        **job_args(folder, inputs, files, "random.pt"), sparsity_cfg=sparsity_cfg, evaluation=EVAL_CFG, outputs=outputs
+    )
     rows = list(csv.DictReader(open(outputs["histogram_csv"])))
     assert len(rows) == 20
     G = load_generator(inputs["generator_path"])

@@ -19,10 +19,10 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-
 from conftest import shared_path
 from face_alignment.models import FAN, ResNetDepth
 from face_alignment.utils import draw_gaussian, transform
+
 from pipeline_lib.encoders.fan import (
     ALIGNED_FACE_BOX_256,
     FANLandmarks,

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from pipeline_lib.generator.fast import FastSynthesis, flops_per_image, psnr
+from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig
 from pipeline_lib.images import to_uint8_hwc
-from pipeline_lib.generator.stylegan2 import GeneratorConfig, Generator
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

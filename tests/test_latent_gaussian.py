@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 from pipeline_lib.latent.gaussian import (
     CovarianceAccumulator,
     LatentGaussian,
@@ -17,7 +18,6 @@ from pipeline_lib.latent.gaussian import (
     to_v,
     to_w,
 )
-from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 
 TINY_CFG = GeneratorConfig(
     z_dim=16, w_dim=16, img_resolution=32, num_mapping_layers=2, channel_base=128, channel_max=16

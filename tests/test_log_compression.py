@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 from pipeline_lib.latent.compression import compress_w, log_compress, log_expand, sample_ws
 from pipeline_lib.latent.gaussian import fit_latent_gaussian
-from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 
 TINY_CFG = GeneratorConfig(
     z_dim=16, w_dim=16, img_resolution=32, num_mapping_layers=2, channel_base=128, channel_max=16

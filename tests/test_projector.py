@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 from pipeline_lib.latent.evaluation import (
     compare_prior,
     generated_targets,
@@ -31,7 +32,6 @@ from pipeline_lib.latent.projector import (
     project,
     write_projection,
 )
-from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 
 TINY_CFG = GeneratorConfig(
     z_dim=16, w_dim=16, img_resolution=32, num_mapping_layers=2, channel_base=128, channel_max=16

@@ -20,7 +20,6 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-
 from test_workflow import TINY, job_counts, write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +28,14 @@ FAKE = REPO / "tests" / "fake_slurm"
 PROFILE = REPO / "profiles" / "slurm"
 # GPUs each GPU rule asks for in the SMALL run: training runs as two processes (torchrun) on
 # two GPUs; on this GPU-less machine they are two CPU processes talking through gloo.
-GPU_RULES = {"synthesize_shard": 1, "annotate_dataset": 1, "train_mref": 2, "evaluate_variant": 1, "ablation": 1, "sparsity": 1}
+GPU_RULES = {
+    "synthesize_shard": 1,
+    "annotate_dataset": 1,
+    "train_mref": 2,
+    "evaluate_variant": 1,
+    "ablation": 1,
+    "sparsity": 1,
+}
 DEFAULT_PARTITION = "cpu"  # the one the fake `sinfo` marks with *
 
 # The tiny config without the field measurement (the pipeline test covers it): every SLURM job
@@ -234,7 +240,11 @@ def test_pipeline_runs_through_the_slurm_profile(pipeline_run):
     rules = {job["id"]: rule_of(job) for job in submitted}
     for step in steps:
         rule = rules[step["job"]]
-        assert (f"--gpus={GPU_RULES[rule]}" in step["argv"]) if rule in GPU_RULES else not any("--gpus" in a for a in step["argv"]), step
+        assert (
+            (f"--gpus={GPU_RULES[rule]}" in step["argv"])
+            if rule in GPU_RULES
+            else not any("--gpus" in a for a in step["argv"])
+        ), step
 
     # the training job ran as two processes under torchrun, in one SLURM job
     train_log = (res / "logs" / "train_mref" / "euler.log").read_text()

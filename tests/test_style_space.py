@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from pipeline_lib import layer_mask
-from pipeline_lib.reporting.paper import PAPER256_GENERATIVE_FIELDS
 from pipeline_lib.generator.layers import build_layer_table, channel_of, find_layer, layer_range
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
+from pipeline_lib.reporting.paper import PAPER256_GENERATIVE_FIELDS
 
 PAPER256 = GeneratorConfig()
 
@@ -48,7 +48,9 @@ def test_equation1_gives_the_papers_generative_fields():
 def test_find_layer_accepts_all_three_naming_schemes():
     table = build_layer_table(PAPER256)
     spec = find_layer(table, "conv7")
-    assert spec is find_layer(table, "b64.conv0") is find_layer(table, "synthesis.b64.conv0") is find_layer(table, "s11")
+    assert (
+        spec is find_layer(table, "b64.conv0") is find_layer(table, "synthesis.b64.conv0") is find_layer(table, "s11")
+    )
     assert channel_of(table, spec.offset + 5) == (spec, 5)
     with pytest.raises(KeyError, match="conv0, conv1"):
         find_layer(table, "conv13")

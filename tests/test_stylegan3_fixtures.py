@@ -10,9 +10,9 @@ import pytest
 import torch
 from stylegan3_fixtures import cases, fixture_file, generator, max_err, meta
 
+from pipeline_lib.generator.layers import LayerSpec, find_layer, layer_mask, layer_range
 from pipeline_lib.generator.stylegan3 import StyleGAN3Generator
 from pipeline_lib.generator.stylegan3_layers import StyleGAN3Config, build_stylegan3_layer_table
-from pipeline_lib.generator.layers import LayerSpec, find_layer, layer_mask, layer_range
 
 ATOL = 1e-4
 ATOL_STYLES = 1e-5

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from PIL import Image
 
-from conftest import shared_path
 from pipeline_lib.encoders.tddfa import (
     TDDFA,
     TDDFAFileError,

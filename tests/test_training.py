@@ -97,8 +97,8 @@ def test_an_untrained_edit_reproduces_the_identity_face_and_its_annotations(inpu
     landmarks = build_encoder(DETECTOR, files)
     data = TrainingData(inputs["faces_path"], inputs["annotations_path"], inputs["stats_path"], DETECTOR, "cpu")
     trainer = Trainer(G, identity, landmarks, data, TrainingSettings.for_variant(TRAINING_CFG, "final"), "cpu")
-    from pipeline_lib.training.losses import landmark_loss
     from pipeline_lib.images import read_images
+    from pipeline_lib.training.losses import landmark_loss
     from pipeline_lib.training.step import loss_terms
 
     ids = torch.tensor([0, 5])
@@ -146,7 +146,12 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_reaches_the_same_weights(i
     subprocess.run([sys.executable, "-c", _job_script(inputs, straight, cfg)], check=True, env=env, capture_output=True)
 
     killed = tmp_path / "killed" / "mref.pt"
-    proc = subprocess.Popen([sys.executable, "-c", _job_script(inputs, killed, cfg)], env=env, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _job_script(inputs, killed, cfg)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     ckpt_dir = killed.parent / "checkpoints"
     deadline = time.time() + 120
     while time.time() < deadline and not any(ckpt_dir.glob("step_00000000[4-8].pt")):
@@ -157,7 +162,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_reaches_the_same_weights(i
     resumed_from = int(sorted(ckpt_dir.glob("step_*.pt"))[-1].stem.split("_")[1])
     assert 4 <= resumed_from < 9
 
-    done = subprocess.run([sys.executable, "-c", _job_script(inputs, killed, cfg)], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _job_script(inputs, killed, cfg)], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming final from" in done.stderr and f"(step {resumed_from} of 9)" in done.stderr
     a, b = _state(straight), _state(killed)
@@ -174,7 +181,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_reaches_the_same_weights(i
 
 def test_checkpoints_of_other_settings_are_not_resumed(inputs, tmp_path):
     out = tmp_path / "m" / "mref.pt"
-    start_training(out, training_cfg=cfg_with(num_steps=4, lr=1e-3), variant="final", device_name="cpu", stop_after=2, **inputs)
+    start_training(
+        out, training_cfg=cfg_with(num_steps=4, lr=1e-3), variant="final", device_name="cpu", stop_after=2, **inputs
+    )
     assert (out.parent / "checkpoints" / "step_000000002.pt").exists() and not out.exists()
     start_training(out, training_cfg=cfg_with(num_steps=4, lr=2e-3), variant="final", device_name="cpu", **inputs)
     rows = _read_csv(out.parent / "logs" / "losses.csv")
@@ -190,7 +199,9 @@ def test_two_processes_under_torchrun_match_one_process(inputs, tmp_path):
     env_before = dict(os.environ)
     try:
         os.environ["OMP_NUM_THREADS"] = "1"
-        start_training(double, training_cfg=cfg_with(num_steps=4, gpus=2), variant="default", device_name="cpu", **inputs)
+        start_training(
+            double, training_cfg=cfg_with(num_steps=4, gpus=2), variant="default", device_name="cpu", **inputs
+        )
     finally:
         os.environ.clear()
         os.environ.update(env_before)

@@ -5,10 +5,9 @@ import dataclasses
 import re
 
 import pytest
+from conftest import shared_path
 
 from pipeline_lib.weights.registry import REGISTRY, WeightsUnavailable, config_key, download, how_to_get, verify
-
-from conftest import shared_path
 
 
 def test_registry_is_consistent():

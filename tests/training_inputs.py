@@ -10,13 +10,13 @@ from conftest import shared_path
 from test_workflow import TINY
 
 from pipeline_lib.dataset.annotation import annotate_faces
-from pipeline_lib.provenance import file_sha256
 from pipeline_lib.dataset.statistics import compute_style_stats
 from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, write_shard
 from pipeline_lib.encoders import build_encoder
 from pipeline_lib.encoders.random_weights import random_weights_file
 from pipeline_lib.generator import save_generator
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
+from pipeline_lib.provenance import file_sha256
 
 TINY_GENERATOR = GeneratorConfig(
     z_dim=16, w_dim=16, img_resolution=256, num_mapping_layers=2, channel_base=2048, channel_max=8, conv_clamp=256
@@ -37,7 +37,11 @@ TRAINING_CFG = {
         "final": {"label": "+ Euler angle loss", "input_features": "attribute", "lambda_reg": 0.1, "euler_loss": True},
     },
 }
-ENCODERS_CFG = {"landmarks": {"train": DETECTOR, "eval": DETECTOR}, "identity": "arcface_ir_se50", "attribute": "inception_v3"}
+ENCODERS_CFG = {
+    "landmarks": {"train": DETECTOR, "eval": DETECTOR},
+    "identity": "arcface_ir_se50",
+    "attribute": "inception_v3",
+}
 
 
 def build_training_inputs(folder: Path) -> dict:

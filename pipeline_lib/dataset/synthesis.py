@@ -41,7 +41,16 @@ log = logging.getLogger(__name__)
 FORMAT = "genfields-faces/1"
 ARRAYS = ("z", "w", "styles", "images", "seed")
 # Settings every shard of one dataset must share.
-SHARED_ATTRS = ("generator_sha256", "global_seed", "truncation_psi", "noise_mode", "chunk_size", "dtype", "num_faces", "dataset_id")
+SHARED_ATTRS = (
+    "generator_sha256",
+    "global_seed",
+    "truncation_psi",
+    "noise_mode",
+    "chunk_size",
+    "dtype",
+    "num_faces",
+    "dataset_id",
+)
 
 
 @dataclass(frozen=True)
@@ -317,7 +326,9 @@ def merge_shards(shard_paths, out_path, num_identity: int, num_attribute: int) -
                 layout = h5py.VirtualLayout(shape=(total,) + tuple(shape[1:]), dtype=dtype)
                 for src in sources:
                     n = src["stop"] - src["start"]
-                    layout[src["start"] : src["stop"]] = h5py.VirtualSource(src["path"], name, shape=(n,) + tuple(shape[1:]))
+                    layout[src["start"] : src["stop"]] = h5py.VirtualSource(
+                        src["path"], name, shape=(n,) + tuple(shape[1:])
+                    )
                 out.create_virtual_dataset(name, layout)
             out.create_dataset("split/identity", data=np.arange(0, num_identity, dtype=np.int64))
             out.create_dataset("split/attribute", data=np.arange(num_identity, total, dtype=np.int64))

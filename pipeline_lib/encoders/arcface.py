@@ -9,13 +9,12 @@ and feed the [-1, 1] pixels unchanged (TreB1eN normalises (x - 0.5) / 0.5, which
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline_lib.weights.checkpoints import check_state_dict, read_torch_state_dict
 from pipeline_lib.encoders.base import EmbeddingEncoder, freeze
+from pipeline_lib.weights.checkpoints import check_state_dict, read_torch_state_dict
 
 # pSp/e4e `IDLoss.extract_feats` on 256x256 images: x[:, :, 35:223, 32:220], then 112x112.
 REFERENCE_SIZE = 256
@@ -114,7 +113,7 @@ class IdentityEncoder(EmbeddingEncoder):
         freeze(self)
 
     @classmethod
-    def from_file(cls, path) -> "IdentityEncoder":
+    def from_file(cls, path) -> IdentityEncoder:
         net = IRSE50()
         net.load_state_dict(load_ir_se50_state_dict(path, net), strict=True)
         return cls(net)

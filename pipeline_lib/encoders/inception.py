@@ -13,14 +13,13 @@ ImageNet evaluation (resize 342, crop 299): an aligned face must stay whole.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import inception_v3
 
-from pipeline_lib.weights.checkpoints import check_state_dict, read_torch_state_dict
 from pipeline_lib.encoders.base import EmbeddingEncoder, freeze
+from pipeline_lib.weights.checkpoints import check_state_dict, read_torch_state_dict
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
@@ -56,7 +55,7 @@ class AttributeEncoder(EmbeddingEncoder):
         freeze(self)
 
     @classmethod
-    def from_file(cls, path) -> "AttributeEncoder":
+    def from_file(cls, path) -> AttributeEncoder:
         net = build_inception()
         net.load_state_dict(load_inception_state_dict(path, net), strict=True)
         return cls(net)

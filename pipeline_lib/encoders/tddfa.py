@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline_lib.weights.unpickler import restricted_load
 from pipeline_lib.encoders.base import LandmarkEncoder, freeze
 from pipeline_lib.encoders.geometry import euler_degrees, rotation_from_camera
 from pipeline_lib.weights import WeightsError
+from pipeline_lib.weights.unpickler import restricted_load
 
 CROP_SIZE = 120
 NUM_PARAMS = 62  # 12 camera (3x4, row-major) + 40 shape + 10 expression
@@ -235,7 +235,7 @@ class TDDFA(LandmarkEncoder):
         self.register_buffer("param_std", torch.as_tensor(param_std, dtype=torch.float32).reshape(NUM_PARAMS))
 
     @classmethod
-    def from_files(cls, checkpoint, param_mean_std, bfm_68_landmarks) -> "TDDFA":
+    def from_files(cls, checkpoint, param_mean_std, bfm_68_landmarks) -> TDDFA:
         """A frozen encoder from 3DDFA_V2's checkpoint, mean/std pickle and the 68-keypoint BFM."""
         regressor = load_regressor(checkpoint)
         mean, std = load_param_mean_std(param_mean_std)

@@ -58,7 +58,9 @@ def evaluate(
         with torch.no_grad():
             edited, _ = editor.edit(ids[a:b], encoders.attribute.embed(attr_img), mask)
             e_edit = encoders.identity.embed(edited)
-            per_pair["identity"].append(identity_similarity(editor.identity_embedding[torch.as_tensor(ids[a:b])].cpu(), e_edit.cpu()))
+            per_pair["identity"].append(
+                identity_similarity(editor.identity_embedding[torch.as_tensor(ids[a:b])].cpu(), e_edit.cpu())
+            )
             for det, enc in encoders.landmarks.items():
                 lnd_a, pose_a = enc.landmarks_and_pose(attr_img)
                 lnd_e, pose_e = enc.landmarks_and_pose(edited)
@@ -81,7 +83,9 @@ def metrics_record(values: dict, detectors: dict) -> dict:
 
 
 @torch.no_grad()
-def edit_grid_images(editor: Editor, encoders: Encoders, attribute_faces: AttributeFaces, rows: int, cols: int, mask=None):
+def edit_grid_images(
+    editor: Editor, encoders: Encoders, attribute_faces: AttributeFaces, rows: int, cols: int, mask=None
+):
     """Identity faces x attribute faces and every edit, uint8, for `figures.edit_grid`."""
     ids = editor.identity_split[:rows]
     attr_pos = np.arange(min(cols, len(attribute_faces.indices)))
@@ -95,7 +99,9 @@ def edit_grid_images(editor: Editor, encoders: Encoders, attribute_faces: Attrib
 
 
 @torch.no_grad()
-def style_offsets(editor: Editor, encoders: Encoders, attribute_faces: AttributeFaces, num_tests: int, seed: int, batch_size: int):
+def style_offsets(
+    editor: Editor, encoders: Encoders, attribute_faces: AttributeFaces, num_tests: int, seed: int, batch_size: int
+):
     """dS of one identity face with `num_tests` attribute faces (Fig. 7's tests), float32 numpy."""
     rng = np.random.default_rng([seed, 11])
     attrs = rng.choice(len(attribute_faces.indices), size=min(num_tests, len(attribute_faces.indices)), replace=False)

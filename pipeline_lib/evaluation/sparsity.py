@@ -12,7 +12,7 @@ through `atomic_path`. Figures are drawn on an Agg canvas without pyplot.
 from __future__ import annotations
 
 import csv
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 
-from pipeline_lib.weights import WeightsError
 from pipeline_lib.generator.loading import build_stylegan2, infer_config, read_state_dict_file
 from pipeline_lib.generator.loading import save_generator as save_stylegan2
 from pipeline_lib.generator.stylegan3_io import (
@@ -20,6 +19,7 @@ from pipeline_lib.generator.stylegan3_io import (
     read_stylegan3_snapshot,
     save_stylegan3,
 )
+from pipeline_lib.weights import WeightsError
 
 
 def _check_finite(state_dict: dict, path) -> None:
@@ -28,7 +28,9 @@ def _check_finite(state_dict: dict, path) -> None:
     bad = {k: n for k, n in bad.items() if n}
     if bad:
         first = ", ".join(f"{k} ({n})" for k, n in list(bad.items())[:3])
-        raise WeightsError(f"{path}: {sum(bad.values())} non-finite weight values, e.g. in {first}; the file is damaged")
+        raise WeightsError(
+            f"{path}: {sum(bad.values())} non-finite weight values, e.g. in {first}; the file is damaged"
+        )
 
 
 def load_generator(path, device="cpu"):

@@ -11,8 +11,9 @@ each row also carries its slice of S (`offset`, `style_dim`) and its generative 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -67,7 +68,7 @@ class LayerSpec:
         return row
 
 
-def build_layer_table(cfg: "GeneratorConfig") -> list[LayerSpec]:
+def build_layer_table(cfg: GeneratorConfig) -> list[LayerSpec]:
     """Every affine layer of the `skip` generator, in forward order."""
     raw = []  # (ada_name, kind, in, out, res, up, k, ws_index)
     ws_index = 0

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from pipeline_lib.atomic import atomic_path
-from pipeline_lib.weights import WeightsError
-from pipeline_lib.provenance import file_sha256
 from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig
+from pipeline_lib.provenance import file_sha256
+from pipeline_lib.weights import WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,9 @@ def infer_config(state_dict: dict, path, kwargs: dict | None = None) -> Generato
     kwargs = dict(kwargs or {})
     synth = dict(kwargs.get("synthesis_kwargs") or {})
     mapping = dict(kwargs.get("mapping_kwargs") or {})
-    if "channel_base" in synth and all(min(synth["channel_base"] // r, channel_max) == channels[r] for r in resolutions):
+    if "channel_base" in synth and all(
+        min(synth["channel_base"] // r, channel_max) == channels[r] for r in resolutions
+    ):
         channel_base = int(synth["channel_base"])  # keep the stored value when it explains the tensors
     cfg = GeneratorConfig(
         z_dim=int(state_dict["mapping.fc0.weight"].shape[1]),
@@ -250,7 +252,9 @@ def build_stylegan2(state_dict: dict, cfg: GeneratorConfig, where: str) -> Gener
             parts.append(f"unexpected {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}")
         if wrong:
             parts.append(f"wrong shapes {wrong[:6]}")
-        raise WeightsError(f"{where}: weights do not fit the inferred generator {cfg.to_official_kwargs()}: " + "; ".join(parts))
+        raise WeightsError(
+            f"{where}: weights do not fit the inferred generator {cfg.to_official_kwargs()}: " + "; ".join(parts)
+        )
     G.load_state_dict({k: v.to(torch.float32) for k, v in state_dict.items()}, strict=True)
     return G.eval().requires_grad_(False)
 
@@ -326,7 +330,9 @@ def export_snapshot(pkl_path, out_path) -> Generator:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline_lib.generator.loading", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline_lib.generator.loading", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     exp = sub.add_parser("export", help="convert an official .pkl snapshot to .pt + .json")
     exp.add_argument("snapshot")

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from pipeline_lib.atomic import atomic_path
-from pipeline_lib.provenance import file_sha256
 from pipeline_lib.generator.loading import (
     _ALLOWED_GLOBALS,
     PersistentObject,
@@ -34,9 +33,10 @@ from pipeline_lib.generator.loading import (
     read_state_dict_file,
     sidecar_path,
 )
-from pipeline_lib.weights.unpickler import NUMPY_GLOBALS
 from pipeline_lib.generator.stylegan3 import StyleGAN3Generator
 from pipeline_lib.generator.stylegan3_layers import StyleGAN3Config, layer_design, layer_name, synthesis_geometry
+from pipeline_lib.provenance import file_sha256
+from pipeline_lib.weights.unpickler import NUMPY_GLOBALS
 
 SIDECAR_FORMAT = "genfields-stylegan3-generator/1"
 _LAYER_KEY = re.compile(r"synthesis\.L(\d+)_(\d+)_(\d+)\.")

@@ -37,9 +37,22 @@ def _build(model, faces, annotations, generator, files: dict, encoders: dict, de
     return G, editor, built, enc.detectors, torch_device
 
 
-def evaluate_edits(model, faces, annotations, attribute_faces, generator, files: dict, encoders: dict,
-                   evaluation: dict, out_metrics, out_grid, device: str, layers: list[str] | None = None,
-                   num_pairs: int | None = None, title: str = "") -> dict:  # fmt: skip
+def evaluate_edits(
+    model,
+    faces,
+    annotations,
+    attribute_faces,
+    generator,
+    files: dict,
+    encoders: dict,
+    evaluation: dict,
+    out_metrics,
+    out_grid,
+    device: str,
+    layers: list[str] | None = None,
+    num_pairs: int | None = None,
+    title: str = "",
+) -> dict:
     """metrics.json (+ FID) and an edit grid, for a variant or (with `layers`) an ablation."""
     ev = EvaluationSettings.parse(evaluation)
     G, editor, built, detectors, torch_device = _build(model, faces, annotations, generator, files, encoders, device)
@@ -69,14 +82,30 @@ def evaluate_edits(model, faces, annotations, attribute_faces, generator, files:
     write_json_atomic(out_metrics, record)
     log.info(
         "identity %.3f, expression (%s) %.4f, pose (%s) %.3f, FID %.2f over %d pairs",
-        record["identity"]["mean"], detectors["train"], record["expression"]["train"]["mean"],
-        detectors["train"], record["pose"]["train"]["mean"], record["fid"]["fid"], n,
-    )  # fmt: skip
+        record["identity"]["mean"],
+        detectors["train"],
+        record["expression"]["train"]["mean"],
+        detectors["train"],
+        record["pose"]["train"]["mean"],
+        record["fid"]["fid"],
+        n,
+    )
     return record
 
 
-def sparsity_analyses(model, faces, annotations, attribute_faces, generator, files: dict, encoders: dict,
-                      sparsity_cfg: dict, evaluation: dict, outputs: dict, device: str) -> None:  # fmt: skip
+def sparsity_analyses(
+    model,
+    faces,
+    annotations,
+    attribute_faces,
+    generator,
+    files: dict,
+    encoders: dict,
+    sparsity_cfg: dict,
+    evaluation: dict,
+    outputs: dict,
+    device: str,
+) -> None:
     """Figs. 7 and 8: the histogram of normalised |dS| and the reuse of the top channels."""
     sp, ev = SparsitySettings.parse(sparsity_cfg), EvaluationSettings.parse(evaluation)
     G, editor, built, _, _ = _build(model, faces, annotations, generator, files, encoders, device)

@@ -15,7 +15,9 @@ def _read(paths, names) -> dict:
     return out
 
 
-def run(out_path, evaluations, ablations, variants, labels, configs, final_variant, detectors) -> None:
+def run(
+    out_path, evaluations, ablations, reuse, face_size, field_table, variants, labels, configs, final_variant, detectors
+) -> None:
     eval_metrics = _read(evaluations, variants)
     ablation_metrics = _read(ablations, list(configs))
     sources = sorted({m.get("attribute_source", "?") for m in [*eval_metrics.values(), *ablation_metrics.values()]})
@@ -28,4 +30,7 @@ def run(out_path, evaluations, ablations, variants, labels, configs, final_varia
         final_variant=final_variant,
         detectors=detectors,
         notes=[f"Attribute faces: {', '.join(sources)}."],
+        reuse_csv=reuse,
+        face_size=face_size,
+        field_table_csv=field_table,
     )

@@ -6,8 +6,19 @@ from __future__ import annotations
 from pipeline_lib.training.launch import start_training
 
 
-def run(out_path, faces, annotations, stats, generator, files: dict, encoders: dict, training: dict,
-        variant: str, device: str, stop_after: int | None = None):  # fmt: skip
+def run(
+    out_path,
+    faces,
+    annotations,
+    stats,
+    generator,
+    files: dict,
+    encoders: dict,
+    training: dict,
+    variant: str,
+    device: str,
+    stop_after: int | None = None,
+):
     return start_training(
         out_path,
         faces_path=faces,

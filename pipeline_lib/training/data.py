@@ -49,7 +49,9 @@ class Prefetcher:
     """Prepares the batches of steps [start, stop) on a thread: indices (pinned) and, on
     reconstruction steps, the target images read from disk, so the GPU never waits on h5py."""
 
-    def __init__(self, data: TrainingData, settings: TrainingSettings, start: int, stop: int, rank: int, world: int, pin: bool):
+    def __init__(
+        self, data: TrainingData, settings: TrainingSettings, start: int, stop: int, rank: int, world: int, pin: bool
+    ):
         self.data, self.settings, self.pin = data, settings, pin
         self.rank_slice = slice(rank * settings.batch_size // world, (rank + 1) * settings.batch_size // world)
         self.queue: queue.Queue = queue.Queue(maxsize=4)
@@ -62,7 +64,9 @@ class Prefetcher:
             with h5py.File(self.data.faces_path, "r") as f:
                 images = f["images"]
                 for step in range(start, stop):
-                    ids, attrs, cross = batch_plan(step, self.settings, self.data.identity_split, self.data.attribute_split)
+                    ids, attrs, cross = batch_plan(
+                        step, self.settings, self.data.identity_split, self.data.attribute_split
+                    )
                     ids, attrs = ids[self.rank_slice], attrs[self.rank_slice]
                     target = None if cross else self._tensor(read_images(images, attrs))
                     item = (step, self._tensor(ids), self._tensor(attrs), cross, target)

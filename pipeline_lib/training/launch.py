@@ -81,7 +81,16 @@ def launch_distributed(args: dict, nproc: int) -> Path:
         json.dump(args, fh)
         args_file = fh.name
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "pipeline_lib.training.launch", args_file]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "pipeline_lib.training.launch",
+        args_file,
+    ]
     log.info("launching %d training processes: %s", nproc, " ".join(cmd))
     try:
         proc = subprocess.run(cmd, env=env)
@@ -109,8 +118,17 @@ def _train_process(args: dict, rank: int, world: int) -> Path:
     landmark_encoder.name = detector
     data = TrainingData(args["faces_path"], args["annotations_path"], args["stats_path"], detector, device)
     return train(
-        G, identity_encoder, landmark_encoder, data, settings, args["out_path"], args["input_checksums"], device, rank,
-        world, stop_after=args.get("stop_after"),
+        G,
+        identity_encoder,
+        landmark_encoder,
+        data,
+        settings,
+        args["out_path"],
+        args["input_checksums"],
+        device,
+        rank,
+        world,
+        stop_after=args.get("stop_after"),
     )
 
 

@@ -55,7 +55,14 @@ def train(
     # (benchmarks/training_benchmark.py). Not under DDP, whose gradient hooks run outside graphs.
     cuda_graphs = torch.device(device).type == "cuda" and world == 1
     trainer = Trainer(
-        G, identity_encoder, landmark_encoder, data, settings, device, rank, world,
+        G,
+        identity_encoder,
+        landmark_encoder,
+        data,
+        settings,
+        device,
+        rank,
+        world,
         compile_mode="reduce-overhead" if cuda_graphs else None,
     )
     latest = folder.latest_checkpoint()
@@ -78,8 +85,13 @@ def train(
         tb = SummaryWriter(str(folder.logs / "tensorboard"), purge_step=trainer.step)
         log.info(
             "training %s: %d steps, batch %d on %d %s process(es), %s, compile=%s",
-            settings.variant, settings.num_steps, settings.batch_size, world, trainer.device.type,
-            settings.precision, settings.compile,
+            settings.variant,
+            settings.num_steps,
+            settings.batch_size,
+            world,
+            trainer.device.type,
+            settings.precision,
+            settings.compile,
         )
 
     def flush():
@@ -95,7 +107,13 @@ def train(
     stop = settings.num_steps if stop_after is None else min(settings.num_steps, stop_after)
     prefetch = Prefetcher(data, settings, trainer.step, stop, rank, world, pin=trainer.device.type == "cuda")
     t0, first = time.perf_counter(), trainer.step
-    bar = tqdm(total=stop, initial=trainer.step, desc=f"train {settings.variant}", unit="step", disable=not progress or rank != 0)
+    bar = tqdm(
+        total=stop,
+        initial=trainer.step,
+        desc=f"train {settings.variant}",
+        unit="step",
+        disable=not progress or rank != 0,
+    )
     while trainer.step < stop:
         step, ids, attrs, cross, image = prefetch.get()
         assert step == trainer.step

@@ -63,7 +63,9 @@ class EditModel(torch.nn.Module):
         cuda = torch.device(device).type == "cuda"
         self.dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
         channels_last = cuda and self.dtype == torch.bfloat16  # float32 convs are slower channels-last
-        self.synthesis = FastSynthesis(G, dtype=self.dtype, channels_last=channels_last).to(device).requires_grad_(False)
+        self.synthesis = (
+            FastSynthesis(G, dtype=self.dtype, channels_last=channels_last).to(device).requires_grad_(False)
+        )
         self.identity_encoder = identity_encoder
         self.landmark_encoder = landmark_encoder
         self.G = G
@@ -82,7 +84,9 @@ class EditModel(torch.nn.Module):
         return img, embedding.float(), landmarks.float(), pose.float()
 
 
-def loss_terms(img, embedding, landmarks, pose, S_out, targets: dict, data: TrainingData, alpha: float, reconstruction: bool):
+def loss_terms(
+    img, embedding, landmarks, pose, S_out, targets: dict, data: TrainingData, alpha: float, reconstruction: bool
+):
     """Every loss term of one step (float32), whether or not its weight is zero: all are logged."""
     terms = {
         "identity": identity_loss(targets["identity"], embedding),
@@ -97,7 +101,16 @@ def loss_terms(img, embedding, landmarks, pose, S_out, targets: dict, data: Trai
 
 class Trainer:
     def __init__(
-        self, G, identity_encoder, landmark_encoder, data, settings: TrainingSettings, device, rank=0, world=1, compile_mode=None
+        self,
+        G,
+        identity_encoder,
+        landmark_encoder,
+        data,
+        settings: TrainingSettings,
+        device,
+        rank=0,
+        world=1,
+        compile_mode=None,
     ):
         self.settings, self.data, self.device, self.rank, self.world = settings, data, torch.device(device), rank, world
         torch.manual_seed(settings.seed)
@@ -115,7 +128,9 @@ class Trainer:
         self.edit = EditModel(G, identity_encoder, landmark_encoder, settings.precision, self.device)
         # The whole forward (styles, M_ref, generator, encoders, losses) is compiled as one graph
         # per step kind (cross / reconstruction); the optimiser step stays eager (fused Adam).
-        self.forward = torch.compile(self._forward, dynamic=False, mode=compile_mode) if settings.compile else self._forward
+        self.forward = (
+            torch.compile(self._forward, dynamic=False, mode=compile_mode) if settings.compile else self._forward
+        )
         self.step = 0
         self._pending: list[tuple[int, float, bool, torch.Tensor]] = []
 
@@ -146,7 +161,9 @@ class Trainer:
         S_out = S_id + dS
         img, embedding, landmarks, pose = self.edit(S_out, S_rgb, self.data.noise_mode)
         w = loss_weights(self.settings)
-        terms = loss_terms(img, embedding, landmarks, pose, S_out, self.targets(ids, attrs, image), self.data, w.alpha, reconstruction)
+        terms = loss_terms(
+            img, embedding, landmarks, pose, S_out, self.targets(ids, attrs, image), self.data, w.alpha, reconstruction
+        )
         total = total_loss(terms, w, reconstruction_step=reconstruction)
         nan = torch.full((), float("nan"), device=total.device)
         return total, torch.stack([total.detach()] + [terms.get(k, nan).detach() for k in LOSS_TERMS[1:]])

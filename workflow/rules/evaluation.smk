@@ -113,6 +113,9 @@ rule report_tables:
         ablations=expand(
             results("ablation/{ablation}/metrics.json"), ablation=config["ablation"]["configs"]
         ),
+        reuse=results("analysis/reuse.csv"),
+        face_size=results("analysis/face_size.json"),
+        field_table=results("generative_fields/table.csv"),
     output:
         report(results("report/tables.md"), caption="../report/tables.rst", category="Tables"),
     log:
@@ -130,3 +133,26 @@ rule report_tables:
         ],
     script:
         "../scripts/report_tables.py"
+
+
+rule face_size:
+    input:
+        faces=results("dataset/faces.h5"),
+        annotations=results("dataset/annotations.h5"),
+        field_table=results("generative_fields/table.csv"),
+    output:
+        json=results("analysis/face_size.json"),
+        figure=report(
+            results("analysis/face_size.png"),
+            caption="../report/face_size.rst",
+            category="Face size",
+        ),
+    log:
+        results("logs/face_size.log"),
+    conda:
+        "../../envs/genfields.yaml"
+    params:
+        encoders=config["encoders"],
+        configs=config["ablation"]["configs"],
+    script:
+        "../scripts/face_size.py"
