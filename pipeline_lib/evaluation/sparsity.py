@@ -295,6 +295,9 @@ def plot_reuse(result: dict, table: Iterable[LayerSpec], path, title: str | None
     x = np.arange(U)
     ax_rate.bar(x, result["reuse_rate"], width=0.9, color="tab:blue")
     ax_rate.set_ylim(0, 1.05)
+    if U == 0:  # every test was all zero: an empty figure that says so (and no singular x axis)
+        ax_rate.set_xlim(-0.5, 0.5)
+        ax_rate.text(0, 0.5, "no channel has |dS| > 0 in any test", ha="center", va="center")
     ax_rate.set_ylabel("reuse rate")
     ax_rate.set_title(
         "\n".join(
