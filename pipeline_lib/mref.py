@@ -54,9 +54,30 @@ def mapper_input(
     raise ValueError(f"input_features must be one of {INPUT_FEATURES}, got {input_features!r}")
 
 
+def _count_non_finite(state: dict) -> tuple[int, list[str]]:
+    """(number of NaN/infinite values, names of the tensors holding them)."""
+    bad, names = 0, []
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            n = int((~torch.isfinite(value)).sum())
+            if n:
+                bad, names = bad + n, [*names, name]
+    return bad, names
+
+
 def save_mapper(path, model: ReferenceMapper, metadata: dict) -> None:
     """`mref.pt`: the weights and, as JSON, the architecture and what it was trained with;
-    loadable with `weights_only=True` (nothing in it executes)."""
+    loadable with `weights_only=True` (nothing in it executes).
+
+    A model with any NaN or infinite parameter is refused and nothing is written: a diverged
+    run would otherwise leave a complete-looking M_ref whose every edit is NaN.
+    """
+    bad, names = _count_non_finite(model.state_dict())
+    if bad:
+        raise ValueError(
+            f"{path}: not written: M_ref has {bad} non-finite (NaN or infinite) parameter values "
+            f"(in {', '.join(names[:3])}); training diverged: lower `training.lr` or resume from an earlier checkpoint"
+        )
     record = {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "architecture": json.dumps(model.architecture()),
@@ -77,4 +98,10 @@ def load_mapper(path, device="cpu") -> tuple[ReferenceMapper, dict]:
         model.load_state_dict(record["state_dict"])
     except (KeyError, RuntimeError, TypeError) as exc:
         raise ValueError(f"{path} is not an M_ref file written by genfields ({exc})") from None
+    bad, names = _count_non_finite(record["state_dict"])
+    if bad:
+        raise ValueError(
+            f"{path}: M_ref has {bad} non-finite (NaN or infinite) parameter values (in {', '.join(names[:3])}); "
+            f"delete it and retrain (`snakemake {path}`)"
+        )
     return model.to(device).eval().requires_grad_(False), json.loads(record["metadata"])

@@ -109,12 +109,11 @@ def histogram_summary(result: dict) -> dict:
 
 def write_histogram_csv(result: dict, path) -> None:
     edges = result["edges"]
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["bin_low", "bin_high", "mean_count", "std_count"])
-            for i, (mean, std) in enumerate(zip(result["mean_count"], result["std_count"])):
-                writer.writerow([f"{edges[i]:.4f}", f"{edges[i + 1]:.4f}", f"{mean:.6g}", f"{std:.6g}"])
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["bin_low", "bin_high", "mean_count", "std_count"])
+        for i, (mean, std) in enumerate(zip(result["mean_count"], result["std_count"])):
+            writer.writerow([f"{edges[i]:.4f}", f"{edges[i + 1]:.4f}", f"{mean:.6g}", f"{std:.6g}"])
 
 
 def write_histogram_summary(result: dict, path) -> None:
@@ -165,20 +164,28 @@ def channel_reuse(dS, top_k: int = 50) -> dict:
     """Fig. 8: each test's top-k channels by |dS|, their union, and per union channel the reuse
     rate = the fraction of tests whose top-k holds it.
 
-    Ties in |dS| go to the lower column, so the result is deterministic. Union channels are
-    ordered by reuse rate (descending), then by `mean_abs_dS` (|dS| averaged over every test,
-    descending), then by column. Returns numpy arrays: `topk` [T, k] (columns, largest first),
-    `channels` [U], `membership` [T, U] bool, `reuse_rate` [U], `mean_abs_dS` [U], and scalars
-    `top_k`, `num_tests`, `dim`.
+    Ties and zeros are not "reuse": a channel with |dS| == 0 is never in a top-k (so a test
+    whose dS is all zero contributes no channel, instead of the first k columns), and where
+    several channels tie at a test's k-th value all of them are selected rather than the lower
+    columns, so a test's selection may hold fewer than k channels (fewer non-zero ones) or more
+    (ties). Both are counted and reported (`reuse_notes`, the figure's title, the summary).
+    Union channels are ordered by reuse rate (descending), then by `mean_abs_dS` (|dS| averaged
+    over every test, descending), then by column. Returns numpy arrays: `topk` [T, k] (columns,
+    largest first, -1 where a test has fewer than k non-zero channels), `selected` [T] (channels
+    selected per test), `tied_at_kth` [T] bool (ties pushed the selection past k), `all_zero`
+    [T] bool, `channels` [U], `membership` [T, U] bool, `reuse_rate` [U], `mean_abs_dS` [U], and
+    scalars `top_k`, `num_tests`, `dim`.
     """
     a = np.abs(_as_tests(dS))
     T, D = a.shape
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     k = min(top_k, D)
-    topk = np.argsort(-a, axis=1, kind="stable")[:, :k]
-    chosen = np.zeros((T, D), dtype=bool)
-    chosen[np.arange(T)[:, None], topk] = True
+    order_desc = np.argsort(-a, axis=1, kind="stable")[:, :k]
+    kth = a[np.arange(T), order_desc[:, -1]]  # each test's k-th largest |dS|
+    chosen = (a > 0) & (a >= kth[:, None])
+    topk = np.where(a[np.arange(T)[:, None], order_desc] > 0, order_desc, -1)
+    selected = chosen.sum(axis=1)
     union = np.flatnonzero(chosen.any(axis=0))
     rate = chosen[:, union].mean(axis=0)
     mean_abs = a[:, union].mean(axis=0)
@@ -186,6 +193,9 @@ def channel_reuse(dS, top_k: int = 50) -> dict:
     channels = union[order]
     return {
         "topk": topk,
+        "selected": selected,
+        "tied_at_kth": selected > k,
+        "all_zero": ~(a > 0).any(axis=1),
         "channels": channels,
         "membership": chosen[:, channels],
         "reuse_rate": rate[order],
@@ -194,6 +204,41 @@ def channel_reuse(dS, top_k: int = 50) -> dict:
         "num_tests": int(T),
         "dim": int(D),
     }
+
+
+def reuse_notes(result: dict) -> list[str]:
+    """Sentences on what `channel_reuse` did with zeros and ties (empty when nothing special)."""
+    k, T = result["top_k"], result["num_tests"]
+    notes = []
+    zero = int(result["all_zero"].sum())
+    if zero:
+        notes.append(f"{zero} of {T} tests have dS = 0 everywhere and contribute no channel")
+    short = int(((result["selected"] < k) & ~result["all_zero"]).sum())
+    if short:
+        notes.append(f"{short} of {T} tests have fewer than {k} non-zero channels; only those are selected")
+    tied = int(result["tied_at_kth"].sum())
+    if tied:
+        most = int(result["selected"].max())
+        notes.append(f"{tied} of {T} tests have ties at the {k}-th |dS|: all tied channels selected (up to {most})")
+    return notes
+
+
+def reuse_summary(result: dict) -> dict:
+    """The numbers of Fig. 8 worth quoting, with the zero and tie notes, JSON-ready."""
+    return {
+        "num_tests": result["num_tests"],
+        "dim_S": result["dim"],
+        "top_k": result["top_k"],
+        "union_channels": len(result["channels"]),
+        "channels_selected_per_test": [int(v) for v in result["selected"]],
+        "tests_all_zero": [int(i) for i in np.flatnonzero(result["all_zero"])],
+        "tests_tied_at_kth": [int(i) for i in np.flatnonzero(result["tied_at_kth"])],
+        "notes": reuse_notes(result),
+    }
+
+
+def write_reuse_summary(result: dict, path) -> None:
+    write_json_atomic(path, reuse_summary(result))
 
 
 def _check_table(result: dict, table: Iterable[LayerSpec]) -> list[LayerSpec]:
@@ -226,14 +271,13 @@ def reuse_rows(result: dict, table: Iterable[LayerSpec]) -> list[dict]:
 
 def write_reuse_csv(result: dict, table: Iterable[LayerSpec], path) -> None:
     rows = reuse_rows(result, table)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(REUSE_CSV_COLUMNS))
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(
-                    {**row, "reuse_rate": f"{row['reuse_rate']:.4g}", "mean_abs_dS": f"{row['mean_abs_dS']:.6g}"}
-                )
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(REUSE_CSV_COLUMNS))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {**row, "reuse_rate": f"{row['reuse_rate']:.4g}", "mean_abs_dS": f"{row['mean_abs_dS']:.6g}"}
+            )
 
 
 def plot_reuse(result: dict, table: Iterable[LayerSpec], path, title: str | None = None) -> None:
@@ -251,10 +295,20 @@ def plot_reuse(result: dict, table: Iterable[LayerSpec], path, title: str | None
     x = np.arange(U)
     ax_rate.bar(x, result["reuse_rate"], width=0.9, color="tab:blue")
     ax_rate.set_ylim(0, 1.05)
+    if U == 0:  # every test was all zero: an empty figure that says so (and no singular x axis)
+        ax_rate.set_xlim(-0.5, 0.5)
+        ax_rate.text(0, 0.5, "no channel has |dS| > 0 in any test", ha="center", va="center")
     ax_rate.set_ylabel("reuse rate")
     ax_rate.set_title(
-        title
-        or f"Reuse of the top-{result['top_k']} channels of dS across {T} tests (paper Fig. 8): {U} distinct channels"
+        "\n".join(
+            [
+                title
+                or f"Reuse of the top-{result['top_k']} channels of dS across {T} tests (paper Fig. 8): "
+                f"{U} distinct channels",
+                *reuse_notes(result),
+            ]
+        ),
+        fontsize=9,
     )
     ax_map.imshow(
         result["membership"].astype(float), aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest"
