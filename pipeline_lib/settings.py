@@ -208,7 +208,7 @@ class EvaluationSettings(Section):
 class SparsitySettings(Section):
     SECTION = "sparsity"
     variant: str  # trained variant whose dS is analysed
-    histogram_tests: int  # edits of one identity face for Fig. 7
+    histogram_tests: int  # edits of one identity face for Fig. 7; 0 = every attribute face
     bins: int  # histogram bins of Fig. 7
     threshold: float  # Fig. 7's dashed line: channels above it "do" the edit
     reuse_tests: int  # tests of Fig. 8 (Eqs. 13-15)

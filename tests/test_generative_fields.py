@@ -5,12 +5,12 @@ import csv
 import torch
 
 from pipeline_lib.generative_fields import (
-    equation1_fields,
     field_table,
     fir_aware_fields,
     measured_fields,
     write_generative_fields,
 )
+from pipeline_lib.generator.layers import equation1_fields
 
 
 def test_equation1_by_hand():

@@ -102,9 +102,11 @@ def edit_grid_images(
 def style_offsets(
     editor: Editor, encoders: Encoders, attribute_faces: AttributeFaces, num_tests: int, seed: int, batch_size: int
 ):
-    """dS of one identity face with `num_tests` attribute faces (Fig. 7's tests), float32 numpy."""
+    """dS of one identity face with `num_tests` attribute faces (Fig. 7's tests), float32 numpy;
+    `num_tests` 0 takes every attribute face (the paper's protocol: all of FFHQ256)."""
     rng = np.random.default_rng([seed, 11])
-    attrs = rng.choice(len(attribute_faces.indices), size=min(num_tests, len(attribute_faces.indices)), replace=False)
+    available = len(attribute_faces.indices)
+    attrs = rng.choice(available, size=min(num_tests or available, available), replace=False)
     identity = editor.identity_split[0]
     out = []
     for a in range(0, len(attrs), batch_size):

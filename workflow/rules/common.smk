@@ -5,6 +5,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from pipeline_lib.dataset.real_faces import source_digest
 from pipeline_lib.jobs.dataset import shard_indices
 from pipeline_lib.encoders import weights_needed
 from pipeline_lib.weights.registry import BY_FILENAME, REGISTRY, how_to_get

@@ -13,5 +13,9 @@ if config["ffhq"]["source"]:
             results("benchmarks/prepare_ffhq.tsv")
         conda:
             "../../envs/genfields.yaml"
+        params:
+            # Any file added, removed or changed anywhere under the source (subfolders too)
+            # changes this digest, so the stage reruns: a folder's mtime alone would miss them.
+            listing=source_digest(config["ffhq"]["source"]),
         script:
             "../scripts/prepare_ffhq.py"
