@@ -38,3 +38,13 @@ def atomic_path(path):
 def write_json_atomic(path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def save_torch(obj, path) -> None:
+    """`torch.save` to `path` atomically, through a file object: given a path, torch names the
+    archive's root folder after the (random) temporary file, so equal objects would give files
+    of different bytes; through a file object the root is always "archive"."""
+    import torch  # this module is imported by code that never touches torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)

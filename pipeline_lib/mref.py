@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline_lib.atomic import atomic_path
+from pipeline_lib.atomic import save_torch
 
 # What M_ref reads, per variant (config `input_features`): the attribute image's E_attr
 # features, or (the paper's "default configuration") those concatenated after the identity
@@ -83,8 +83,7 @@ def save_mapper(path, model: ReferenceMapper, metadata: dict) -> None:
         "architecture": json.dumps(model.architecture()),
         "metadata": json.dumps(metadata, default=str),
     }
-    with atomic_path(path) as tmp:
-        torch.save(record, tmp)
+    save_torch(record, path)
 
 
 def load_mapper(path, device="cpu") -> tuple[ReferenceMapper, dict]:

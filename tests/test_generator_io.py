@@ -146,3 +146,16 @@ def test_export_command_line(official_pkl, tmp_path, capsys):
     main(["export", str(official_pkl), str(tmp_path / "g.pt")])
     assert "wrote" in capsys.readouterr().out
     assert (tmp_path / "g.pt").exists() and (tmp_path / "g.json").exists()
+
+
+def test_saving_the_same_generator_twice_gives_the_same_bytes(tmp_path):
+    """A rerun must give the same bytes: torch names a saved archive's root after the file, so
+    the atomic writer's random temporary name used to leak into the file."""
+    from pipeline_lib.generator import save_generator
+    from pipeline_lib.generator.stylegan2 import init_random_generator
+
+    cfg = GeneratorConfig(z_dim=8, w_dim=8, img_resolution=16, num_mapping_layers=2, channel_base=64, channel_max=8)
+    G = init_random_generator(cfg, seed=0, w_avg_samples=10)
+    save_generator(G, tmp_path / "a.pt")
+    save_generator(G, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()

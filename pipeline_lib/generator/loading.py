@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline_lib.atomic import atomic_path
+from pipeline_lib.atomic import atomic_path, save_torch
 from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig
 from pipeline_lib.provenance import file_sha256
 from pipeline_lib.weights import WeightsError
@@ -304,8 +304,7 @@ def load_stylegan2(path, device="cpu") -> Generator:
 def save_generator(G: Generator, path, provenance: dict | None = None) -> None:
     """Write `path` (a weights_only-loadable state_dict) and its JSON sidecar, atomically."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}, tmp)
+    save_torch({k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}, path)
     meta = {
         "format": SIDECAR_FORMAT,
         "official_kwargs": G.cfg.to_official_kwargs(),

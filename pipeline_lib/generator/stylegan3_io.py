@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline_lib.atomic import atomic_path
+from pipeline_lib.atomic import atomic_path, save_torch
 from pipeline_lib.generator.loading import (
     _ALLOWED_GLOBALS,
     PersistentObject,
@@ -182,8 +182,7 @@ def load_stylegan3(path, device="cpu") -> StyleGAN3Generator:
 def save_stylegan3(G: StyleGAN3Generator, path, provenance: dict | None = None) -> None:
     """Write `path` (a weights_only-loadable state_dict) and its JSON sidecar, atomically."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}, tmp)
+    save_torch({k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}, path)
     meta = {
         "format": SIDECAR_FORMAT,
         "family": "stylegan3",

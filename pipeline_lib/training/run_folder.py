@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline_lib.atomic import atomic_path
+from pipeline_lib.atomic import atomic_path, save_torch
 from pipeline_lib.images import read_images, to_uint8_hwc
 from pipeline_lib.reporting.style import new_figure, save_figure
 from pipeline_lib.settings import TrainingSettings
@@ -39,8 +39,7 @@ class RunFolder:
 
     def save_checkpoint(self, state: dict, keep: int = 2) -> Path:
         path = self.checkpoints / f"step_{state['step']:09d}.pt"
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        save_torch(state, path)
         for old in sorted(self.checkpoints.glob("step_*.pt"))[:-keep]:
             old.unlink()
         return path
