@@ -3,10 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
+
+
+class NoSpaceError(OSError):
+    """The disk filled up while a target was written; the message names the target."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT anywhere in the exception's chain, torch.save's "unexpected pos", or an
+    h5py error whose text carries the system's "No space left on device" (h5py sets no errno)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(exc, RuntimeError) and "unexpected pos" in str(exc):
+            return True
+        if isinstance(exc, (OSError, RuntimeError)) and os.strerror(errno.ENOSPC) in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @contextlib.contextmanager
@@ -15,6 +42,11 @@ def atomic_path(path):
 
     Snakemake never runs two jobs for one target at once, so any earlier temporary file of the
     same target is debris from a killed job and is removed first.
+
+    A full disk is reported as such: an OSError ENOSPC (or torch.save's RuntimeError
+    "unexpected pos", which is what a full disk looks like from inside its zip writer) becomes
+    `NoSpaceError` "no space left on device while writing <path>", and the temporary file is
+    removed, so no complete-looking target is left behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +62,12 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        if is_disk_full(exc):
+            raise NoSpaceError(
+                f"no space left on device while writing {path} (in {path.parent}); free some space and rerun"
+            ) from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

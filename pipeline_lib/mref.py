@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from pipeline_lib.atomic import save_torch
+from pipeline_lib.weights.checkpoints import load_tensors_only
 
 # What M_ref reads, per variant (config `input_features`): the attribute image's E_attr
 # features, or (the paper's "default configuration") those concatenated after the identity
@@ -90,7 +91,7 @@ def load_mapper(path, device="cpu") -> tuple[ReferenceMapper, dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained M_ref here; run `snakemake {path}` to train it")
-    record = torch.load(path, map_location="cpu", weights_only=True)
+    record = load_tensors_only(path, "an M_ref file written by genfields (mref.pt)")
     try:
         arch = json.loads(record["architecture"])
         model = ReferenceMapper(arch["in_dim"], arch["out_dim"], arch["hidden"], arch["slope"])

@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pipeline_lib.weights.checkpoints import load_tensors_only
+
 VGG16_FEATURE_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)  # indices in vgg16.features
 
 
@@ -49,7 +51,7 @@ def load_vgg16_features(net: torch.nn.Module, vgg16_path) -> None:
     path = Path(vgg16_path)
     if not path.is_file():
         raise FileNotFoundError(f"no VGG16 state dict at {path} (torchvision's vgg16 weights; nothing is downloaded)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors_only(path, "torchvision's vgg16 state dict")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     loaded = set()

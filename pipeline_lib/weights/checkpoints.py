@@ -3,6 +3,8 @@ shape, so that a wrong file fails with its path and what was expected, not a key
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -11,16 +13,49 @@ from torch import nn
 from pipeline_lib.weights import WeightsError
 
 
-def read_torch_state_dict(path, expected: str) -> dict:
-    """A `torch.save`d state dict read with `weights_only=True`; a training checkpoint's
-    'state_dict' entry and DataParallel's 'module.' prefixes are unwrapped."""
+def load_tensors_only(path, expected: str):
+    """torch.load(path, weights_only=True), with errors that name the file and what it should be.
+
+    A file that pickles anything but tensors and plain containers is refused for safety; the
+    message says so in our words instead of passing on torch's, which advises retrying with
+    `weights_only=False`, i.e. running the file's code, the one thing a pipeline that is handed
+    weights from the internet must never suggest.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file; expected {expected}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for files that are not checkpoints
-        raise WeightsError(f"{path}: cannot be read as {expected}: {exc}") from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Weights only load failed" not in text and "Unsupported global" not in text:
+            raise WeightsError(
+                f"{path}: cannot be read as {expected} (truncated or corrupt?): {_first_line(text)}"
+            ) from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        what = f" (e.g. {found.group(1)})" if found else ""
+        raise WeightsError(
+            f"{path}: refused for safety: the file holds objects other than tensors{what}, and reading them would "
+            f"run code from the file. Expected {expected}: a file of tensors only, as written by "
+            "torch.save(model.state_dict())"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/EOFError/... for files that are not checkpoints
+        raise WeightsError(
+            f"{path}: cannot be read as {expected} (truncated or corrupt?): {type(exc).__name__}: {_first_line(str(exc))}"
+        ) from None
+
+
+def _first_line(text: str) -> str:
+    """An error's first line, without any advice to load with weights_only=False."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return "" if "weights_only" in line else line
+
+
+def read_torch_state_dict(path, expected: str) -> dict:
+    """A `torch.save`d state dict read with `weights_only=True`; a training checkpoint's
+    'state_dict' entry and DataParallel's 'module.' prefixes are unwrapped."""
+    path = Path(path)
+    state = load_tensors_only(path, expected)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
