@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline_lib.config_checks import check_finite
+
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "config.yaml"
 
 
@@ -228,6 +230,7 @@ def training_variants(training: dict) -> list[str]:
 
 def check_all(config: dict) -> None:
     """Parse every section once, so that a bad value stops the run before any job starts."""
+    check_finite(config)
     DatasetSettings.parse(config["dataset"])
     EncoderSettings.parse(config["encoders"])
     EvaluationSettings.parse(config["evaluation"])

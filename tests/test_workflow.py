@@ -116,6 +116,7 @@ def test_tiny_pipeline_end_to_end_and_rerun_triggers(tmp_path):
         "evaluate_variant": 2,
         "ablation": 2,
         "sparsity": 1,
+        "face_size": 1,
         "report_tables": 1,
         "all": 1,
     }

@@ -16,12 +16,14 @@ import h5py
 import numpy as np
 import torch
 
+from pipeline_lib.files import open_h5
+
 
 def open_faces(path) -> h5py.File:
     """Open `faces.h5` for reading after checking that every shard it reads from is there and
     is the shard it was merged from (same dataset and face range)."""
     path = Path(path)
-    f = h5py.File(path, "r")
+    f = open_h5(path, "the merged face dataset", "merge_dataset")
     try:
         for src in json.loads(f.attrs["shards"]):
             shard = path.parent / src["path"]
@@ -30,7 +32,7 @@ def open_faces(path) -> h5py.File:
                     f"{path} reads faces {src['start']}-{src['stop']} from {shard}, which is missing; "
                     f"regenerate it (snakemake {shard}) or rerun the dataset stage"
                 )
-            with h5py.File(shard, "r") as s:
+            with open_h5(shard, "a face shard", "synthesize_shard") as s:
                 same = s.attrs.get("dataset_id") == f.attrs["dataset_id"] and (
                     int(s.attrs["start"]),
                     int(s.attrs["stop"]),
@@ -79,7 +81,7 @@ def read_annotations(path, faces: Faces, names=("identity", "attribute"), detect
     """Tensors of `annotations.h5` on `device`: the named arrays, plus `landmarks/<d>` and
     `pose/<d>` of each detector in `detectors`, after checking they annotate `faces`."""
     out = {}
-    with h5py.File(path, "r") as a:
+    with open_h5(path, "the annotations", "annotate_dataset") as a:
         _check_source(a, path, faces.dataset_id, faces.path, "annotate_dataset")
         for detector in detectors:
             if f"landmarks/{detector}" not in a:
@@ -94,7 +96,7 @@ def read_annotations(path, faces: Faces, names=("identity", "attribute"), detect
 def read_style_stats(path, faces: Faces, device="cpu", min_std: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of S (Eq. 12), after checking they were computed on `faces`.
     The std is clamped at `min_std` so that a constant channel cannot divide by zero."""
-    with h5py.File(path, "r") as s:
+    with open_h5(path, "the style statistics", "style_statistics") as s:
         _check_source(s, path, faces.dataset_id, faces.path, "style_statistics")
         mean = torch.from_numpy(s["S/mean"][:]).float().to(device)
         std = torch.from_numpy(s["S/std"][:]).float().clamp_min(min_std).to(device)
@@ -104,7 +106,7 @@ def read_style_stats(path, faces: Faces, device="cpu", min_std: float = 1e-8) ->
 def attribute_source(path) -> tuple[np.ndarray, str]:
     """Indices and a description of the attribute faces in `path`: every face of `ffhq256.h5`,
     or the attribute split of a generated `faces.h5` (the demo, without FFHQ)."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path, "the attribute faces") as f:
         if "split/attribute" in f:
             return f["split/attribute"][:], "generated (dataset attribute split; no FFHQ configured)"
         return np.arange(len(f["images"])), "real (FFHQ)"

@@ -28,9 +28,11 @@ import numpy as np
 import torch
 
 from pipeline_lib.atomic import atomic_path, save_torch
+from pipeline_lib.files import read_json_sidecar
 from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig
 from pipeline_lib.provenance import file_sha256
 from pipeline_lib.weights import WeightsError
+from pipeline_lib.weights.checkpoints import load_tensors_only
 
 log = logging.getLogger(__name__)
 
@@ -270,12 +272,9 @@ def sidecar_path(path) -> Path:
 def read_state_dict_file(path) -> tuple[dict[str, torch.Tensor], dict]:
     """(state_dict, kwargs from the sidecar JSON or {}) of a `.pt`/`.pth` file."""
     path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: file not found") from None
-    except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError for bad files
-        raise WeightsError(f"{path}: not a readable weights_only torch file (truncated or corrupt?): {exc}") from None
+    if not path.exists():
+        raise WeightsError(f"{path}: file not found")
+    obj = load_tensors_only(path, "a generator state dict (official key names)")
     if isinstance(obj, dict) and "G_ema" in obj and isinstance(obj["G_ema"], dict):
         obj = obj["G_ema"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -283,7 +282,7 @@ def read_state_dict_file(path) -> tuple[dict[str, torch.Tensor], dict]:
     kwargs = {}
     side = sidecar_path(path)
     if side.exists():
-        meta = json.loads(side.read_text())
+        meta = read_json_sidecar(side, "the generator's architecture sidecar", "download_weights")
         kwargs = meta.get("official_kwargs", meta)
     return obj, kwargs
 

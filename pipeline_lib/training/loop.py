@@ -26,6 +26,7 @@ from pipeline_lib.settings import TrainingSettings
 from pipeline_lib.training.data import Prefetcher, TrainingData
 from pipeline_lib.training.run_folder import RunFolder, fingerprint_of, plot_loss_curves, sample_grid
 from pipeline_lib.training.step import LOSS_TERMS, Trainer
+from pipeline_lib.weights.checkpoints import load_tensors_only
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def train(
     )
     latest = folder.latest_checkpoint()
     if latest is not None:
-        state = torch.load(latest, map_location="cpu", weights_only=True)
+        state = load_tensors_only(latest, "a genfields training checkpoint")
         if state["fingerprint"] == fingerprint:
             trainer.load_state(state)
             log.info("resuming %s from %s (step %d of %d)", settings.variant, latest, trainer.step, settings.num_steps)
