@@ -10,13 +10,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline_lib.generator.loading import build_stylegan2, infer_config, read_state_dict_file
+from pipeline_lib.generator.loading import build_stylegan2, infer_config, read_snapshot, read_state_dict_file
 from pipeline_lib.generator.loading import save_generator as save_stylegan2
 from pipeline_lib.generator.stylegan3_io import (
     build_stylegan3,
     infer_stylegan3_config,
     is_stylegan3_state,
-    read_stylegan3_snapshot,
     save_stylegan3,
 )
 from pipeline_lib.weights import WeightsError
@@ -38,7 +37,7 @@ def load_generator(path, device="cpu"):
     G_ema) or a `.pt`/`.pth` state_dict with its JSON sidecar."""
     path = Path(path)
     if path.suffix == ".pkl":
-        state_dict, kwargs = read_stylegan3_snapshot(path)  # its allow-list covers both families
+        state_dict, kwargs = read_snapshot(path)
     elif path.suffix in (".pt", ".pth"):
         state_dict, kwargs = read_state_dict_file(path)
     else:

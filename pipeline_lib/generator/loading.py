@@ -1,7 +1,7 @@
 """Loading and saving generator weights without NVIDIA's code and without running the file.
 
 Three formats:
-- NVIDIA StyleGAN2-ADA network snapshots (`.pkl`): read by `SafeSnapshotUnpickler`, whose
+- NVIDIA StyleGAN2-ADA and StyleGAN3 snapshots (`.pkl`): read by `weights.unpickler.SnapshotUnpickler`, whose
   `find_class` allows only the handful of globals such a snapshot names and never executes the
   `module_src` stored inside it (see ../shared/fixtures/stylegan2_ref/README.md for the layout);
 - plain state_dicts (`.pt`/`.pth`) with the official key names, read with `weights_only=True`,
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import logging
 import pickle
@@ -33,88 +32,12 @@ from pipeline_lib.generator.stylegan2 import Generator, GeneratorConfig
 from pipeline_lib.provenance import file_sha256
 from pipeline_lib.weights import WeightsError
 from pipeline_lib.weights.checkpoints import load_tensors_only
+from pipeline_lib.weights.unpickler import PersistentObject, SnapshotUnpickler
 
 log = logging.getLogger(__name__)
 
 SIDECAR_FORMAT = "genfields-stylegan2-generator/1"
 TRAIN_PY_CONV_CLAMP = 256.0  # train.py sets this for every official configuration
-
-
-# ----------------------------------------------------------------------------------------------
-# The restricted unpickler
-
-
-class PersistentObject:
-    """Stands in for an NVIDIA persistent class; keeps its `meta` and runs nothing."""
-
-    def __init__(self, meta):
-        self.meta = meta
-
-    @property
-    def class_name(self) -> str:
-        return self.meta.get("class_name", "?")
-
-    @property
-    def state(self) -> dict:
-        return self.meta.get("state", {})
-
-
-def _reconstruct_persistent_obj(meta):
-    if not isinstance(meta, dict) or meta.get("type") != "class":
-        raise pickle.UnpicklingError("persistent object with an unexpected meta record")
-    return PersistentObject(meta)
-
-
-def _load_storage_bytes(blob: bytes):
-    return torch.load(io.BytesIO(blob), weights_only=True)
-
-
-def _numpy_scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise pickle.UnpicklingError(f"numpy scalar of dtype {dtype!r} refused (only numeric scalars are allowed)")
-    return np.frombuffer(data, dtype=dtype, count=1)[0]
-
-
-def _numpy_dtype(spec, align=False, copy=False):
-    dtype = np.dtype(spec, align, copy)
-    if dtype.hasobject:
-        raise pickle.UnpicklingError("numpy object dtype refused")
-    return dtype
-
-
-_ALLOWED_GLOBALS = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("dnnlib.util", "EasyDict"): dict,
-    ("dnnlib", "EasyDict"): dict,
-    ("collections", "OrderedDict"): __import__("collections").OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy", "dtype"): _numpy_dtype,
-}
-
-
-class SafeSnapshotUnpickler(pickle.Unpickler):
-    """Unpickler for StyleGAN2-ADA snapshots that resolves only allow-listed globals."""
-
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            if (module, name) == ("dnnlib.tflib.network", "Network"):
-                raise pickle.UnpicklingError(
-                    "this is a TensorFlow-era StyleGAN2 pickle (dnnlib.tflib.network.Network); convert it with "
-                    "NVIDIA's stylegan2-ada-pytorch legacy.py first, or use the PyTorch release of the weights"
-                ) from None
-            raise pickle.UnpicklingError(
-                f"refused global '{module}.{name}': a StyleGAN2-ADA snapshot has no reason to name it, "
-                "and loading it could run code"
-            ) from None
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError(f"refused persistent id {pid!r}")
 
 
 def _flatten_module_state(obj: PersistentObject, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -137,20 +60,21 @@ def _flatten_module_state(obj: PersistentObject, prefix: str = "") -> dict[str, 
 
 
 def read_snapshot(path, network: str = "G_ema") -> tuple[dict[str, torch.Tensor], dict]:
-    """(state_dict, constructor kwargs) of one network of an official `.pkl` snapshot."""
+    """(state_dict, constructor kwargs) of one network of an official StyleGAN2-ADA or StyleGAN3 `.pkl`
+    snapshot, read with the allow-list unpickler (the source code stored in the file is never run)."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            data = SafeSnapshotUnpickler(fh).load()
+            data = SnapshotUnpickler(fh).load()
     except FileNotFoundError:
         raise WeightsError(f"{path}: file not found") from None
     except pickle.UnpicklingError as exc:
         raise WeightsError(f"{path}: {exc}") from None
     except (EOFError, ValueError, RuntimeError, OSError) as exc:
-        raise WeightsError(f"{path}: not a readable StyleGAN2-ADA snapshot (truncated or corrupt?): {exc}") from None
+        raise WeightsError(f"{path}: not a readable StyleGAN snapshot (truncated or corrupt?): {exc}") from None
     if not isinstance(data, dict) or network not in data:
         found = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise WeightsError(f"{path}: expected a StyleGAN2-ADA snapshot dict with a '{network}' entry, found {found}")
+        raise WeightsError(f"{path}: expected a StyleGAN snapshot dict with a '{network}' entry, found {found}")
     net = data[network]
     if not isinstance(net, PersistentObject) or net.class_name != "Generator":
         kind = net.class_name if isinstance(net, PersistentObject) else type(net).__name__

@@ -15,7 +15,6 @@ architecture is inferred from them; stored kwargs fill in what tensors cannot sh
 from __future__ import annotations
 
 import json
-import pickle
 import re
 from pathlib import Path
 
@@ -23,64 +22,19 @@ import numpy as np
 import torch
 
 from pipeline_lib.atomic import atomic_path, save_torch
-from pipeline_lib.generator.loading import (
-    _ALLOWED_GLOBALS,
-    PersistentObject,
-    SafeSnapshotUnpickler,
-    WeightsError,
-    _flatten_module_state,
-    _plain,
-    read_state_dict_file,
-    sidecar_path,
-)
+from pipeline_lib.generator.loading import read_snapshot, read_state_dict_file, sidecar_path
 from pipeline_lib.generator.stylegan3 import StyleGAN3Generator
 from pipeline_lib.generator.stylegan3_layers import StyleGAN3Config, layer_design, layer_name, synthesis_geometry
 from pipeline_lib.provenance import file_sha256
-from pipeline_lib.weights.unpickler import NUMPY_GLOBALS
+from pipeline_lib.weights import WeightsError
 
 SIDECAR_FORMAT = "genfields-stylegan3-generator/1"
 _LAYER_KEY = re.compile(r"synthesis\.L(\d+)_(\d+)_(\d+)\.")
-
-# StyleGAN3 snapshots additionally hold plain numpy arrays (reconstructed only as ndarray of a
-# non-object dtype; see safe_pickle) next to everything a StyleGAN2-ADA snapshot holds.
-STYLEGAN3_GLOBALS = {
-    **_ALLOWED_GLOBALS,
-    **{key: NUMPY_GLOBALS[key] for key in NUMPY_GLOBALS if key[1] in ("_reconstruct", "ndarray")},
-}
-
-
-class StyleGAN3SnapshotUnpickler(SafeSnapshotUnpickler):
-    def find_class(self, module, name):
-        if (module, name) in STYLEGAN3_GLOBALS:
-            return STYLEGAN3_GLOBALS[(module, name)]
-        return super().find_class(module, name)  # refuses, with the StyleGAN2 loader's messages
 
 
 def is_stylegan3_state(state_dict: dict) -> bool:
     """True for an official StyleGAN3 generator state_dict (Fourier input and L-named layers)."""
     return any(k.startswith("synthesis.input.") for k in state_dict) and any(_LAYER_KEY.match(k) for k in state_dict)
-
-
-def read_stylegan3_snapshot(path, network: str = "G_ema") -> tuple[dict[str, torch.Tensor], dict]:
-    """(state_dict, constructor kwargs) of one network of an official `.pkl` snapshot."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            data = StyleGAN3SnapshotUnpickler(fh).load()
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: file not found") from None
-    except pickle.UnpicklingError as exc:
-        raise WeightsError(f"{path}: {exc}") from None
-    except (EOFError, ValueError, RuntimeError, OSError) as exc:
-        raise WeightsError(f"{path}: not a readable snapshot (truncated or corrupt?): {exc}") from None
-    if not isinstance(data, dict) or network not in data:
-        found = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise WeightsError(f"{path}: expected a snapshot dict with a '{network}' entry, found {found}")
-    net = data[network]
-    if not isinstance(net, PersistentObject) or net.class_name != "Generator":
-        kind = net.class_name if isinstance(net, PersistentObject) else type(net).__name__
-        raise WeightsError(f"{path}: '{network}' is a {kind}, expected a Generator")
-    return _flatten_module_state(net), _plain(dict(net.state.get("_init_kwargs") or {}))
 
 
 def _layer_shapes(state_dict: dict) -> dict[int, tuple[int, int]]:
@@ -170,7 +124,7 @@ def load_stylegan3(path, device="cpu") -> StyleGAN3Generator:
     """A frozen generator from an official `.pkl` (its G_ema) or a `.pt`/`.pth` + sidecar."""
     path = Path(path)
     if path.suffix == ".pkl":
-        state_dict, kwargs = read_stylegan3_snapshot(path)
+        state_dict, kwargs = read_snapshot(path)
     elif path.suffix in (".pt", ".pth"):
         state_dict, kwargs = read_state_dict_file(path)
     else:
