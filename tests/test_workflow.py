@@ -156,6 +156,17 @@ def test_tiny_pipeline_end_to_end_and_rerun_triggers(tmp_path):
     assert (res / "analysis" / "reuse.csv").read_text().startswith("s_column")
     tables = (res / "report" / "tables.md").read_text()
     assert "Table 1" in tables and "Table 3" in tables and "4.89" in tables
+    # every job wrote one provenance record beside its main target
+    made = ["dataset/shards/0.h5", "dataset/faces.h5", "dataset/style_stats.h5", "dataset/annotations.h5",
+            "models/euler/mref.pt", "eval/euler/metrics.json", "ablation/config4/metrics.json",
+            "analysis/histogram.csv", "analysis/face_size.json", "report/tables.md"]  # fmt: skip
+    for target in made:
+        record = json.loads((res / f"{target}.provenance.json").read_text())
+        assert {"params", "inputs", "derived", "code_version", "versions"} <= set(record), target
+    shard = json.loads((res / "dataset/shards/0.h5.provenance.json").read_text())
+    with h5py.File(res / "dataset" / "shards" / "0.h5", "r") as f:
+        assert shard["derived"]["dataset_id"] == f.attrs["dataset_id"]
+    assert len(json.loads((res / "models/euler/mref.pt.provenance.json").read_text())["derived"]["fingerprint"]) == 64
 
     again = snakemake("-n", "--directory", tmp_path, "--configfile", cfg)
     assert "Nothing to be done" in again.stdout + again.stderr

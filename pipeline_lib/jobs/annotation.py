@@ -8,7 +8,7 @@ import json
 from pipeline_lib.dataset.annotation import annotate_faces
 from pipeline_lib.devices import resolve_device
 from pipeline_lib.encoders import build_encoder
-from pipeline_lib.provenance import file_sha256
+from pipeline_lib.provenance import file_sha256, write_job_provenance
 from pipeline_lib.settings import EncoderSettings
 
 
@@ -26,4 +26,6 @@ def run(faces, out_path, encoders: dict, files: dict, batch_size: int, device: s
         "attribute_encoder": enc.attribute,
         "weights_sha256": json.dumps({name: file_sha256(path) for name, path in sorted(files.items())}),
     }
-    return annotate_faces(faces, out_path, landmark_encoders, identity, attribute, batch_size, torch_device, attrs)
+    summary = annotate_faces(faces, out_path, landmark_encoders, identity, attribute, batch_size, torch_device, attrs)
+    write_job_provenance(out_path, {"encoders": encoders, "batch_size": batch_size}, {"faces": faces, **files})
+    return summary

@@ -16,6 +16,7 @@ from pipeline_lib.evaluation.edits import edit_grid_images, evaluate, metrics_re
 from pipeline_lib.evaluation.metrics import compute_fid
 from pipeline_lib.generator import load_generator
 from pipeline_lib.mref import load_mapper
+from pipeline_lib.provenance import write_job_provenance
 from pipeline_lib.reporting.figures import edit_grid
 from pipeline_lib.settings import EncoderSettings, EvaluationSettings, SparsitySettings
 
@@ -80,6 +81,9 @@ def evaluate_edits(
     identity_u8, attr_u8, edited_u8 = edit_grid_images(editor, built, attributes, int(rows), int(cols), mask)
     edit_grid(identity_u8, attr_u8, edited_u8, out_grid, title=title)
     write_json_atomic(out_metrics, record)
+    inputs = {"model": model, "faces": faces, "annotations": annotations, "attribute_faces": attribute_faces}
+    params = {"evaluation": evaluation, "encoders": encoders, "layers": layers, "num_pairs": n}
+    write_job_provenance(out_metrics, params, {**inputs, "generator": generator, **files})
     log.info(
         "identity %.3f, expression (%s) %.4f, pose (%s) %.3f, FID %.2f over %d pairs",
         record["identity"]["mean"],
@@ -118,3 +122,6 @@ def sparsity_analyses(
     reuse = sparsity.channel_reuse(dS[: sp.reuse_tests], top_k=sp.top_k)
     sparsity.write_reuse_csv(reuse, G.layers, outputs["reuse_csv"])
     sparsity.plot_reuse(reuse, G.layers, outputs["reuse_png"])
+    inputs = {"model": model, "faces": faces, "annotations": annotations, "attribute_faces": attribute_faces}
+    params = {"sparsity": sparsity_cfg, "evaluation": evaluation, "encoders": encoders}
+    write_job_provenance(outputs["histogram_csv"], params, {**inputs, "generator": generator, **files})

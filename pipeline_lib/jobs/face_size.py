@@ -8,6 +8,7 @@ import logging
 
 from pipeline_lib.dataset.store import read_annotations, read_faces
 from pipeline_lib.evaluation.face_size import face_size_summary, write_face_size
+from pipeline_lib.provenance import write_job_provenance
 from pipeline_lib.settings import EncoderSettings
 
 log = logging.getLogger(__name__)
@@ -23,5 +24,7 @@ def run(faces, annotations, field_table, out_json, out_figure, encoders: dict, c
         fields=fields, configs=configs,
     )  # fmt: skip
     write_face_size(summary, out_json, out_figure)
+    params = {"encoders": encoders, "configs": configs}
+    write_job_provenance(out_json, params, {"faces": faces, "annotations": annotations, "field_table": field_table})
     log.info("face size %.2f ± %.2f px (paper 141.68 px) with %s", summary["mean"], summary["std"], detector)
     return summary

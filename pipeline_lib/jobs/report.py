@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from pipeline_lib.provenance import write_job_provenance
 from pipeline_lib.reporting.tables import write_tables
 
 
@@ -34,3 +35,6 @@ def run(
         face_size=face_size,
         field_table_csv=field_table,
     )
+    inputs = {"evaluations": list(evaluations), "ablations": list(ablations), "reuse": reuse, "face_size": face_size}
+    params = {"variants": variants, "labels": labels, "configs": configs, "final_variant": final_variant}
+    write_job_provenance(out_path, {**params, "detectors": detectors}, {**inputs, "field_table": field_table})

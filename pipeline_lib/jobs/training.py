@@ -3,6 +3,10 @@ process or under torchrun with one process per GPU."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pipeline_lib.mref import load_mapper
+from pipeline_lib.provenance import write_job_provenance
 from pipeline_lib.training.launch import start_training
 
 
@@ -19,7 +23,7 @@ def run(
     device: str,
     stop_after: int | None = None,
 ):
-    return start_training(
+    path = start_training(
         out_path,
         faces_path=faces,
         annotations_path=annotations,
@@ -32,3 +36,9 @@ def run(
         device_name=device,
         stop_after=stop_after,
     )
+    if Path(out_path).exists():  # not when stopped early (tests)
+        meta = load_mapper(out_path)[1]
+        inputs = {"faces": faces, "annotations": annotations, "style_stats": stats, "generator": generator, **files}
+        params = {"training": training, "variant": variant, "encoders": encoders}
+        write_job_provenance(out_path, params, inputs, {"fingerprint": meta["fingerprint"]})
+    return path
