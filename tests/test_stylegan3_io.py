@@ -8,18 +8,18 @@ import pytest
 import torch
 from stylegan3_fixtures import fixture_file, generator, state_dict
 
+from pipeline_lib.generator import load_generator
 from pipeline_lib.generator.stylegan3_io import (
     WeightsError,
     infer_stylegan3_config,
     is_stylegan3_state,
-    load_stylegan3,
     save_stylegan3,
 )
 
 
 @pytest.mark.parametrize("tag", ["t", "r"])
 def test_pickle_loads_bit_equal_to_npz(tag):
-    G = load_stylegan3(fixture_file(f"generator_{tag}_small.pkl"))
+    G = load_generator(fixture_file(f"generator_{tag}_small.pkl"))
     expected = state_dict(tag)
     assert list(G.state_dict()) == list(expected)
     for k, v in G.state_dict().items():
@@ -49,15 +49,15 @@ def test_hostile_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps({"G_ema": _Hostile()}))
     with pytest.raises(WeightsError, match=r"refused global '(posix|nt|os)\.system'"):
-        load_stylegan3(path)
+        load_generator(path)
 
 
 def test_pt_round_trip(tmp_path):
     G = generator("r")
     save_stylegan3(G, tmp_path / "g.pt", {"source": "fixture"})
-    again = load_stylegan3(tmp_path / "g.pt")
+    again = load_generator(tmp_path / "g.pt")
     assert again.cfg == G.cfg
     for (k, a), b in zip(G.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), k
     with pytest.raises(WeightsError, match="unknown weights format"):
-        load_stylegan3(tmp_path / "g.bin")
+        load_generator(tmp_path / "g.bin")

@@ -211,19 +211,6 @@ def read_state_dict_file(path) -> tuple[dict[str, torch.Tensor], dict]:
     return obj, kwargs
 
 
-def load_stylegan2(path, device="cpu") -> Generator:
-    """A frozen, eval-mode `Generator` from a `.pkl` snapshot (its G_ema) or a `.pt`/`.pth` state_dict."""
-    path = Path(path)
-    if path.suffix == ".pkl":
-        state_dict, kwargs = read_snapshot(path)
-    elif path.suffix in (".pt", ".pth"):
-        state_dict, kwargs = read_state_dict_file(path)
-    else:
-        raise WeightsError(f"{path}: unknown weights format (expected .pkl, .pt or .pth)")
-    cfg = infer_config(state_dict, path, kwargs)
-    return build_stylegan2(state_dict, cfg, str(path)).to(device)
-
-
 def save_generator(G: Generator, path, provenance: dict | None = None) -> None:
     """Write `path` (a weights_only-loadable state_dict) and its JSON sidecar, atomically."""
     path = Path(path)

@@ -5,7 +5,7 @@
   as small numpy arrays and rates as numpy float64 scalars). Nothing stored in the file is run;
   any other global is refused with `WeightsError` ("refused global 'module.name'").
 - Plain state_dicts (`.pt`/`.pth`) with the official key names plus a JSON sidecar, written by
-  `save_stylegan3` and read back by `load_stylegan3`.
+  `save_stylegan3` and read back by `pipeline_lib.generator.load_generator`.
 
 The family is told by the tensors (`synthesis.input.*`, `synthesis.L0_36_512.*`), and the
 architecture is inferred from them; stored kwargs fill in what tensors cannot show
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from pipeline_lib.atomic import atomic_path, save_torch
-from pipeline_lib.generator.loading import read_snapshot, read_state_dict_file, sidecar_path
+from pipeline_lib.generator.loading import sidecar_path
 from pipeline_lib.generator.stylegan3 import StyleGAN3Generator
 from pipeline_lib.generator.stylegan3_layers import StyleGAN3Config, layer_design, layer_name, synthesis_geometry
 from pipeline_lib.provenance import file_sha256
@@ -118,19 +118,6 @@ def build_stylegan3(state_dict: dict, cfg: StyleGAN3Config, where: str = "") -> 
         )
     G.load_state_dict({k: v.to(torch.float32) for k, v in state_dict.items()}, strict=True)
     return G.eval().requires_grad_(False)
-
-
-def load_stylegan3(path, device="cpu") -> StyleGAN3Generator:
-    """A frozen generator from an official `.pkl` (its G_ema) or a `.pt`/`.pth` + sidecar."""
-    path = Path(path)
-    if path.suffix == ".pkl":
-        state_dict, kwargs = read_snapshot(path)
-    elif path.suffix in (".pt", ".pth"):
-        state_dict, kwargs = read_state_dict_file(path)
-    else:
-        raise WeightsError(f"{path}: unknown weights format (expected .pkl, .pt or .pth)")
-    cfg = infer_stylegan3_config(state_dict, path, kwargs)
-    return build_stylegan3(state_dict, cfg, str(path)).to(device)
 
 
 def save_stylegan3(G: StyleGAN3Generator, path, provenance: dict | None = None) -> None:
