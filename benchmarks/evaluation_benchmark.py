@@ -26,6 +26,7 @@ from pipeline_lib.dataset.annotation import annotate_faces  # noqa: E402
 from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, write_shard  # noqa: E402
 from pipeline_lib.encoders import BACKENDS, build_encoder  # noqa: E402
 from pipeline_lib.encoders.random_weights import random_weights_file  # noqa: E402
+from pipeline_lib.evaluation.fid import write_real_features  # noqa: E402
 from pipeline_lib.evaluation.metrics import compute_fid  # noqa: E402
 from pipeline_lib.generator import save_generator  # noqa: E402
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
@@ -97,7 +98,14 @@ def main():
     eval_cfg = {"num_pairs": args.pairs, "seed": 0, "batch_size": 32, "grid": [4, 6]}
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    record = evaluate_edits(**common, evaluation=eval_cfg, out_metrics=tmp / "metrics.json", out_grid=tmp / "grid.png")
+    write_real_features(tmp / "ffhq256.h5", files["fid_inception"], tmp / "real.h5", "cuda", 64)
+    record = evaluate_edits(
+        **common,
+        real_features=tmp / "real.h5",
+        evaluation=eval_cfg,
+        out_metrics=tmp / "metrics.json",
+        out_grid=tmp / "grid.png",
+    )
     t_eval = time.perf_counter() - t0
     print(
         f"evaluate_variant, {args.pairs} pairs, FID against {args.real} faces: {t_eval:.1f} s "

@@ -15,6 +15,7 @@ from training_inputs import ENCODERS_CFG, build_training_inputs
 from pipeline_lib.dataset.real_faces import prepare_real_faces
 from pipeline_lib.encoders.random_weights import random_weights_file
 from pipeline_lib.evaluation.edits import draw_pairs
+from pipeline_lib.evaluation.fid import write_real_features
 from pipeline_lib.generator import load_generator
 from pipeline_lib.jobs.evaluation import evaluate_edits, sparsity_analyses
 from pipeline_lib.mref import ReferenceMapper, save_mapper
@@ -30,6 +31,7 @@ def setup(tmp_path_factory):
     files = dict(inputs["encoder_files"])
     files["fid_inception"] = str(folder / "fid_inception.pth")
     random_weights_file("fid_inception", files["fid_inception"], seed=0)
+    write_real_features(folder / "ffhq256.h5", files["fid_inception"], folder / "real_features.h5")
     G = load_generator(inputs["generator_path"])
     untrained = ReferenceMapper(2048, G.style_dim, (8,))
     save_mapper(folder / "untrained.pt", untrained, {"settings": {"input_features": "attribute"}})
@@ -73,6 +75,7 @@ def test_an_untrained_editor_keeps_the_identity_and_the_metrics_record_their_con
 def test_ablation_masks_dS_to_its_layers(setup, tmp_path):
     folder, inputs, files = setup
     args = job_args(folder, inputs, files, "random.pt")
+    args["real_features"] = folder / "real_features.h5"
     full = evaluate_edits(**args, evaluation=EVAL_CFG, out_metrics=tmp_path / "a.json", out_grid=tmp_path / "a.png")
     late = evaluate_edits(
         **args,

@@ -37,6 +37,7 @@ GPU_RULES = {
     "evaluate_variant": 1,
     "ablation": 1,
     "sparsity": 1,
+    "real_features": 1,
 }
 DEFAULT_PARTITION = "cpu"  # the one the fake `sinfo` marks with *
 
@@ -207,6 +208,7 @@ def test_dry_run_lists_the_full_reproduction_without_slurm_installed(tmp_path):
         "ablation": 5,
         "sparsity": 1,
         "face_size": 1,
+        "real_features": 1,
         "report_tables": 1,
         "all": 1,
     }
@@ -241,6 +243,7 @@ def test_pipeline_runs_through_the_slurm_profile(pipeline_run):
         "ablation": 1,
         "sparsity": 1,
         "face_size": 1,
+        "real_features": 1,
         "report_tables": 1,
     }  # `all` has no job of its own: Snakemake finishes it locally
     assert all(job["state"] == "COMPLETED" for job in submitted), [(j["id"], j["state"]) for j in submitted]

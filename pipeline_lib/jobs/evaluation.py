@@ -4,8 +4,7 @@ trained M_ref applied to generated identity faces and real attribute faces, meas
 from __future__ import annotations
 
 import logging
-
-import h5py
+from pathlib import Path
 
 from pipeline_lib.atomic import write_json_atomic
 from pipeline_lib.devices import resolve_device
@@ -13,7 +12,7 @@ from pipeline_lib.editing import AttributeFaces, Editor, Encoders, field_range, 
 from pipeline_lib.encoders import build_encoder
 from pipeline_lib.evaluation import sparsity
 from pipeline_lib.evaluation.edits import edit_grid_images, evaluate, metrics_record, style_offsets
-from pipeline_lib.evaluation.metrics import compute_fid
+from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real_features, write_real_features
 from pipeline_lib.generator import load_generator
 from pipeline_lib.mref import load_mapper
 from pipeline_lib.provenance import write_job_provenance
@@ -38,11 +37,18 @@ def _build(model, faces, annotations, generator, files: dict, encoders: dict, de
     return G, editor, built, enc.detectors, torch_device
 
 
+def real_features(attribute_faces, weights, out_path, batch_size: int, device: str) -> None:
+    """The real faces' Inception features, a target of their own (FID/KID of every evaluation)."""
+    write_real_features(attribute_faces, weights, out_path, resolve_device(device), batch_size)
+    write_job_provenance(out_path, {"batch_size": batch_size}, {"attribute_faces": attribute_faces, "weights": weights})
+
+
 def evaluate_edits(
     model,
     faces,
     annotations,
     attribute_faces,
+    real_features,
     generator,
     files: dict,
     encoders: dict,
@@ -62,10 +68,10 @@ def evaluate_edits(
     n = int(num_pairs or ev.num_pairs)
     values, edited = evaluate(editor, built, attributes, n, ev.seed, ev.batch_size, mask)
     record = metrics_record(values, detectors)
-    with h5py.File(attributes.path, "r") as f:
-        record["fid"] = compute_fid(
-            edited, attributes.all_images(f), files["fid_inception"], device=str(torch_device), batch_size=ev.batch_size
-        )
+    fid_weights = files["fid_inception"]
+    edited_features = inception_features(edited, fid_weights, torch_device, ev.batch_size)
+    record["fid"] = fid_kid(edited_features, read_real_features(real_features, attribute_faces))
+    record["fid"]["weights_file"] = Path(fid_weights).name
     record.update(
         {
             "num_pairs": n,
@@ -82,6 +88,7 @@ def evaluate_edits(
     edit_grid(identity_u8, attr_u8, edited_u8, out_grid, title=title)
     write_json_atomic(out_metrics, record)
     inputs = {"model": model, "faces": faces, "annotations": annotations, "attribute_faces": attribute_faces}
+    inputs["real_features"] = real_features
     params = {"evaluation": evaluation, "encoders": encoders, "layers": layers, "num_pairs": n}
     write_job_provenance(out_metrics, params, {**inputs, "generator": generator, **files})
     log.info(

@@ -118,6 +118,7 @@ def evaluation_inputs(variant):
             "faces": results("dataset/faces.h5"),
             "annotations": results("dataset/annotations.h5"),
             "attribute_faces": attribute_faces_path(),
+            "real_features": results("fid/real_features.h5"),
             "generator": generator_weights(),
         }
         files.update({name: weights_input(name)() for name in evaluation_weight_names()})

@@ -2,6 +2,27 @@
 # final variant (Table 3), and the sparsity of its style offsets (Figs. 7-8).
 
 
+rule real_features:
+    input:
+        attribute_faces=attribute_faces_path(),
+        weights=weights_input("fid_inception"),
+    output:
+        results("fid/real_features.h5"),
+    log:
+        results("logs/real_features.log"),
+    benchmark:
+        results("benchmarks/real_features.tsv")
+    conda:
+        "../../envs/genfields.yaml"
+    resources:
+        gpu=1,
+    params:
+        batch_size=config["evaluation"]["batch_size"],
+        device=config["device"],
+    script:
+        "../scripts/real_features.py"
+
+
 rule evaluate_variant:
     input:
         unpack(evaluation_inputs(None)),

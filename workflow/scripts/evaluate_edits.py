@@ -9,6 +9,7 @@ evaluation.evaluate_edits(
     snakemake.input.faces,
     snakemake.input.annotations,
     snakemake.input.attribute_faces,
+    snakemake.input.real_features,
     snakemake.input.generator,
     {name: snakemake.input[name] for name in snakemake.params.names},
     snakemake.params.encoders,

@@ -1,0 +1,134 @@
+"""FID and KID from Inception features computed once per image set.
+
+Every `evaluate_variant` and `ablation` job compares its edited faces with the same real faces
+(all of FFHQ256: 70,000 images); their Inception features are a cached target of their own
+(`<results>/fid/real_features.h5`, rule `real_features`), so each job only runs Inception on its
+own edits. The arithmetic is torch-fidelity's (its TF-compatible Inception, `fid_statistics_to_
+metric`, `kid_features_to_metric`), so the numbers equal `metrics.compute_fid` on the same
+images (tests/test_fid_cache.py checks this within 1e-3 relative).
+
+The cached file records the fingerprint of the image file it was computed from, and the reader
+refuses features of another file, so a changed real-face set can never be paired with stale
+features.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.evaluation.metrics import (
+    FID_FEATURE_DIM,
+    FID_FEATURE_EXTRACTOR,
+    FID_RESIZE,
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    _check_images,
+    _UInt8ImagesCHW,
+)
+from pipeline_lib.files import open_h5
+from pipeline_lib.provenance import file_fingerprint
+
+log = logging.getLogger(__name__)
+
+FORMAT = "genfields-inception-features/1"
+
+
+def inception_features(images, weights_path, device="cpu", batch_size: int = 64) -> np.ndarray:
+    """[N, 2048] float64 pool features of uint8 [N, H, W, 3] images (array or h5py dataset)."""
+    from torch_fidelity import utils
+
+    weights = Path(weights_path)
+    if not weights.is_file():
+        raise FileNotFoundError(f"FID Inception weights not found: {weights} (registry entry 'fid_inception')")
+    images = _check_images(images, "images")
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    extractor = utils.create_feature_extractor(
+        FID_FEATURE_EXTRACTOR, [str(FID_FEATURE_DIM)], cuda=cuda, feature_extractor_weights_path=str(weights),
+        verbose=False,
+    )  # fmt: skip
+    dataset = _UInt8ImagesCHW(images, batch_size)
+    if cuda:
+        with torch.cuda.device(device):
+            features = utils.get_featuresdict_from_dataset(dataset, extractor, batch_size, cuda, True, False)
+    else:
+        features = utils.get_featuresdict_from_dataset(dataset, extractor, batch_size, cuda, True, False)
+    return features[str(FID_FEATURE_DIM)].double().cpu().numpy()
+
+
+def fid_kid(
+    features_a: np.ndarray,
+    features_b: np.ndarray,
+    kid_subset_size: int = KID_SUBSET_SIZE,
+    kid_subsets: int = KID_SUBSETS,
+) -> dict:
+    """FID and KID between two feature sets, with torch-fidelity's formulas and defaults."""
+    import torch_fidelity
+    from torch_fidelity import metric_fid, metric_kid
+
+    a, b = torch.from_numpy(np.asarray(features_a)), torch.from_numpy(np.asarray(features_b))
+    fid = metric_fid.fid_statistics_to_metric(
+        metric_fid.fid_features_to_statistics(a), metric_fid.fid_features_to_statistics(b), False
+    )[torch_fidelity.KEY_METRIC_FID]
+    subset = int(min(kid_subset_size, len(a), len(b)))
+    kid = metric_kid.kid_features_to_metric(a, b, kid_subset_size=subset, kid_subsets=kid_subsets, verbose=False)
+    return {
+        "fid": float(fid),
+        "kid": float(kid[torch_fidelity.KEY_METRIC_KID_MEAN]),
+        "kid_std": float(kid[torch_fidelity.KEY_METRIC_KID_STD]),
+        "kid_subset_size": subset,
+        "kid_subsets": int(kid_subsets),
+        "num_a": int(len(a)),
+        "num_b": int(len(b)),
+        "feature_extractor": FID_FEATURE_EXTRACTOR,
+        "feature_layer": str(FID_FEATURE_DIM),
+        "resize": FID_RESIZE,
+        "torch_fidelity_version": torch_fidelity.__version__,
+    }
+
+
+def write_real_features(images_path, weights_path, out_path, device="cpu", batch_size: int = 64) -> dict:
+    """`real_features.h5`: the Inception features of every attribute face of `images_path` (all
+    of ffhq256.h5, or the demo's attribute split of faces.h5), with the source's fingerprint."""
+    from pipeline_lib.editing import AttributeFaces  # the same selection of faces as the evaluation
+
+    faces = AttributeFaces(images_path)
+    with open_h5(images_path, "the attribute faces") as f:
+        features = inception_features(faces.all_images(f), weights_path, device, batch_size)
+    source = file_fingerprint(images_path)
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+        out.create_dataset("features", data=features.astype(np.float64))
+        out.attrs.update(
+            {
+                "format": FORMAT,
+                "source_path": source["path"],
+                "source_size": source["size"],
+                "source_sha256": source["sha256"],
+                "feature_extractor": FID_FEATURE_EXTRACTOR,
+                "weights_file": Path(weights_path).name,
+                "attribute_source": faces.source,
+            }
+        )
+    log.info("Inception features of %d faces of %s -> %s", len(features), images_path, out_path)
+    return {"faces": len(features)}
+
+
+def read_real_features(path, images_path) -> np.ndarray:
+    """The cached features, after checking they were computed from `images_path` as it is now."""
+    source = file_fingerprint(images_path)
+    with open_h5(path, "the cached Inception features of the real faces", "real_features") as f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a genfields features file (format {f.attrs.get('format')!r})")
+        stored = (int(f.attrs["source_size"]), str(f.attrs["source_sha256"]))
+        if stored != (source["size"], source["sha256"]):
+            raise ValueError(
+                f"{path} holds the features of another version of {images_path}; rerun the real_features rule "
+                "(snakemake --forcerun real_features)"
+            )
+        return f["features"][()]

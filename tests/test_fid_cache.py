@@ -1,0 +1,58 @@
+"""FID/KID from cached Inception features equal torch-fidelity's on the same images, and cached
+features of another version of the real faces are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_path
+
+from pipeline_lib.dataset.real_faces import prepare_real_faces
+from pipeline_lib.encoders.random_weights import random_weights_file
+from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real_features, write_real_features
+from pipeline_lib.evaluation.metrics import compute_fid
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fid")
+    faces = folder / "ffhq256.h5"
+    prepare_real_faces(shared_path("assets", "faces256"), faces, progress=False)
+    weights = folder / "fid_inception.pth"
+    random_weights_file("fid_inception", weights, seed=0)
+    return folder, faces, weights
+
+
+def test_cached_features_give_torch_fidelitys_fid_and_kid(real):
+    folder, faces, weights = real
+    torch.manual_seed(0)
+    import h5py
+
+    with h5py.File(faces, "r") as f:
+        reals = f["images"][()]
+    edited = np.ascontiguousarray(reals[:12][:, :, ::-1])  # mirrored faces stand in for edits
+    write_real_features(faces, weights, folder / "real_features.h5", batch_size=16)
+    cached = fid_kid(
+        inception_features(edited, weights, batch_size=16), read_real_features(folder / "real_features.h5", faces)
+    )
+    direct = compute_fid(edited, reals, weights, batch_size=16)
+    assert cached["num_a"] == direct["num_a"] == 12 and cached["num_b"] == direct["num_b"] == len(reals)
+    assert cached["fid"] == pytest.approx(direct["fid"], rel=1e-3)
+    assert cached["kid"] == pytest.approx(direct["kid"], rel=1e-3, abs=1e-6)
+
+
+def test_features_of_another_version_of_the_real_faces_are_refused(real, tmp_path):
+    folder, faces, weights = real
+    import h5py
+
+    copy = tmp_path / "ffhq256.h5"
+    with h5py.File(faces, "r") as f, h5py.File(copy, "w") as out:
+        out["images"] = f["images"][:4]  # a small real-face file keeps this test quick
+    write_real_features(copy, weights, tmp_path / "real_features.h5", batch_size=16)
+    read_real_features(tmp_path / "real_features.h5", copy)  # the same file: accepted
+    with open(copy, "r+b") as fh:  # one more byte: another version of the real faces
+        fh.seek(0, 2)
+        fh.write(b"\0")
+    with pytest.raises(ValueError, match="another version of .*rerun the real_features rule"):
+        read_real_features(tmp_path / "real_features.h5", copy)
