@@ -60,6 +60,7 @@ def test_an_untrained_editor_keeps_the_identity_and_the_metrics_record_their_con
     out = tmp_path / "metrics.json"
     evaluate_edits(
         **job_args(folder, inputs, files, "untrained.pt"),
+        real_features=folder / "real_features.h5",
         evaluation=EVAL_CFG,
         out_metrics=out,
         out_grid=tmp_path / "grid.png",
