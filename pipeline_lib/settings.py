@@ -26,6 +26,9 @@ CONFIG_FILE = Path(__file__).resolve().parents[1] / "config.yaml"
 
 def _convert(value, annotation: str, where: str):
     """Cast one validated value to its field's type (YAML gives lists and ints for floats)."""
+    if value is None and annotation.endswith("| None"):
+        return None
+    annotation = annotation.removesuffix(" | None")
     if annotation.startswith("tuple"):
         return tuple(value)
     if annotation == "float":
@@ -88,13 +91,6 @@ class RandomGeneratorSettings(Section):
     channel_base: int  # channels = min(channel_base / resolution, channel_max)
     channel_max: int  # channel cap
     conv_clamp: float | None  # clamp of every conv output (train.py sets 256)
-
-    @classmethod
-    def parse(cls, raw: dict, where: str | None = None):
-        raw = dict(raw)
-        clamp = raw.pop("conv_clamp", None)
-        obj = super().parse({**raw, "conv_clamp": 0.0}, where)
-        return dataclasses.replace(obj, conv_clamp=None if clamp is None else float(clamp))
 
     def generator_kwargs(self) -> dict:
         """The GeneratorConfig arguments (everything but the seed)."""
