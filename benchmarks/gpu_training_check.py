@@ -22,19 +22,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_lib.dataset.annotation import annotate_faces  # noqa: E402
-from pipeline_lib.dataset.synthesis import (
-    SynthesisSettings,
-    compute_style_stats,
-    merge_shards,
-    write_shard,
-)  # noqa: E402
+from pipeline_lib.dataset.statistics import compute_style_stats  # noqa: E402
+from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, write_shard  # noqa: E402
 from pipeline_lib.encoders import build_encoder  # noqa: E402
 from pipeline_lib.encoders.random_weights import random_weights_file  # noqa: E402
 from pipeline_lib.generator import save_generator  # noqa: E402
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
 from pipeline_lib.mref import load_mapper  # noqa: E402
 from pipeline_lib.provenance import file_sha256  # noqa: E402
-from pipeline_lib.training.loop import run_training_job  # noqa: E402
+from pipeline_lib.training.launch import start_training as run_training_job  # noqa: E402
 from pipeline_lib.weights.registry import REGISTRY  # noqa: E402
 
 PAPER256 = GeneratorConfig()  # the defaults are the paper256 shape

@@ -34,7 +34,7 @@ from pipeline_lib.encoders.random_weights import random_weights_file  # noqa: E4
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator  # noqa: E402
 from pipeline_lib.images import from_uint8_hwc  # noqa: E402
 from pipeline_lib.mref import mapper_input  # noqa: E402
-from pipeline_lib.training.loop import LOSS_TERMS, Trainer, loss_terms, settings_from_config  # noqa: E402
+from pipeline_lib.settings import TrainingSettings  # noqa: E402
 from pipeline_lib.training.losses import (  # noqa: E402
     euler_loss,
     identity_loss,
@@ -43,6 +43,7 @@ from pipeline_lib.training.losses import (  # noqa: E402
     style_negative_log_likelihood,
     total_loss,
 )
+from pipeline_lib.training.step import LOSS_TERMS, Trainer, loss_terms, loss_weights  # noqa: E402
 from pipeline_lib.weights.registry import REGISTRY  # noqa: E402
 
 PAPER256 = GeneratorConfig()  # the defaults are the paper256 shape
@@ -88,7 +89,7 @@ def settings(batch: int, precision: str, compile_: bool):
         "sample_every": 10**9,
         "variants": {"euler": {"input_features": "attribute", "lambda_reg": 0.1, "euler_loss": True}},
     }
-    return settings_from_config(cfg, "euler")
+    return TrainingSettings.for_variant(cfg, "euler")
 
 
 def batches(data, batch: int, n: int, device):
@@ -141,7 +142,7 @@ def baseline_runner(G, id_enc, lnd_enc, attr_enc, data, s, device):
         }
         if not cross:
             terms["reconstruction"] = reconstruction_loss(img_attr, img)
-        loss = total_loss(terms, s.losses, not cross)
+        loss = total_loss(terms, loss_weights(s), not cross)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
