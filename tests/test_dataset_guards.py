@@ -4,15 +4,19 @@ synthesised chunks, and shards whose bytes changed after they were written (issu
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import logging
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import torch
 
+from pipeline_lib.dataset.integrity import combine, shard_array_sha256
 from pipeline_lib.dataset.statistics import compute_style_stats
-from pipeline_lib.dataset.store import read_faces, read_style_stats
+from pipeline_lib.dataset.store import open_faces, read_faces, read_style_stats
 from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, shard_ranges, write_shard
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 from pipeline_lib.training.losses import style_negative_log_likelihood
@@ -74,3 +78,76 @@ def test_old_statistics_without_the_flag_treat_zero_std_as_constant(tiny_G, tmp_
         f["S/std"][5] = 0.0
     _, std = read_style_stats(stats, read_faces(faces))
     assert torch.isinf(std[5]) and torch.isfinite(std[:5]).all()
+
+
+@pytest.mark.parametrize(
+    "where, cause",
+    [
+        ("mapping", "the generator's weights hold non-finite values"),  # NaN w and styles
+        ("affine", "the generator's weights hold non-finite values"),  # NaN styles only
+        ("synthesis", "the generator's weights hold non-finite values"),  # finite styles, NaN images
+        ("psi", "dataset.truncation_psi is nan"),
+    ],
+)
+def test_a_non_finite_chunk_aborts_the_shard_naming_the_faces_and_the_cause(tiny_G, tmp_path, where, cause):
+    G, settings = copy.deepcopy(tiny_G), SETTINGS
+    with torch.no_grad():  # one NaN weight, set in memory: the loader's own check is bypassed
+        if where == "mapping":
+            next(p for n, p in G.named_parameters() if n.startswith("mapping") and n.endswith("weight"))[0, 0] = float(
+                "nan"
+            )
+        elif where == "affine":
+            G.module_of(G.conv_layers[2]).affine.weight[1, 0] = float("nan")
+        elif where == "synthesis":
+            G.module_of(G.conv_layers[-1]).weight.view(-1)[0] = float("nan")
+        else:
+            settings = dataclasses.replace(SETTINGS, truncation_psi=float("nan"))
+    target = tmp_path / "shards" / "0.h5"
+    with pytest.raises(FloatingPointError) as info:
+        write_shard(target, G, "sha", 0, 8, 8, settings, 4, progress=False)
+    message = str(info.value)
+    assert message.startswith("faces 0-3 have non-finite ") and cause in message
+    assert f"no shard written to {target}" in message
+    assert list(target.parent.iterdir()) == []
+
+
+def test_the_content_checksum_does_not_depend_on_the_batch_size(tiny_G, tmp_path):
+    sums = set()
+    for batch in (4, 8):
+        target = tmp_path / f"b{batch}.h5"
+        write_shard(target, tiny_G, "sha", 0, 8, 8, SETTINGS, batch, progress=False)
+        with h5py.File(target, "r") as f:
+            sums.add(f.attrs["content_sha256"])
+            assert combine(shard_array_sha256(f)) == f.attrs["content_sha256"]
+    assert len(sums) == 1
+
+
+def test_a_changed_value_in_a_shard_is_detected_when_the_dataset_is_opened(tiny_G, tmp_path, caplog):
+    faces = build(tiny_G, tmp_path)
+    with h5py.File(faces, "r") as f:
+        recorded = [src["content_sha256"] for src in json.loads(f.attrs["shards"])]
+    assert all(len(c) == 64 for c in recorded)
+    with caplog.at_level(logging.INFO):
+        open_faces(faces).close()  # verifies both shards and records them
+        assert "verified the content of 2 shard(s)" in caplog.text
+        caplog.clear()
+        open_faces(faces).close()  # the second open only stats the files
+        assert "verified" not in caplog.text
+    with h5py.File(tmp_path / "1.h5", "r+") as s:
+        s["styles"][3, 5] = np.nextafter(s["styles"][3, 5], np.float32(np.inf))  # one bit of one value
+    with pytest.raises(ValueError) as info:
+        open_faces(faces)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / '1.h5'} is corrupt: its styles data no longer match")
+    assert f"snakemake --forcerun {tmp_path / '1.h5'}" in message and "delete it and rerun" in message
+
+
+def test_shards_written_before_checksums_are_opened_with_a_log_line(tiny_G, tmp_path, caplog):
+    faces = build(tiny_G, tmp_path)
+    with h5py.File(faces, "r+") as f:  # as merged before this change
+        f.attrs["shards"] = json.dumps(
+            [{k: v for k, v in s.items() if k != "content_sha256"} for s in json.loads(f.attrs["shards"])]
+        )
+    with caplog.at_level(logging.INFO):
+        open_faces(faces).close()
+    assert "2 shard(s) were written before shards carried a content checksum" in caplog.text

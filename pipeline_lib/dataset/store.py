@@ -16,14 +16,17 @@ import h5py
 import numpy as np
 import torch
 
+from pipeline_lib.dataset.integrity import verify_shards
 from pipeline_lib.files import open_h5
 
 
 def open_faces(path) -> h5py.File:
-    """Open `faces.h5` for reading after checking that every shard it reads from is there and
-    is the shard it was merged from (same dataset and face range)."""
+    """Open `faces.h5` for reading after checking that every shard it reads from is there, is
+    the shard it was merged from (same dataset and face range) and still holds the content it
+    was written with (`content_sha256`, verified once per file version: `integrity.py`)."""
     path = Path(path)
     f = open_h5(path, "the merged face dataset", "merge_dataset")
+    checked = []
     try:
         for src in json.loads(f.attrs["shards"]):
             shard = path.parent / src["path"]
@@ -39,6 +42,8 @@ def open_faces(path) -> h5py.File:
                 ) == (src["start"], src["stop"])
             if not same:
                 raise ValueError(f"{shard} is not the shard {path} was merged from; rerun the merge_dataset rule")
+            checked.append((shard, src.get("content_sha256")))
+        verify_shards(path, checked)
     except BaseException:
         f.close()
         raise
