@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 
 import h5py
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_lib.dataset.integrity import combine, shard_array_sha256
+from pipeline_lib.dataset import integrity
+from pipeline_lib.dataset.integrity import VerificationCache, combine, shard_array_sha256
 from pipeline_lib.dataset.statistics import compute_style_stats
 from pipeline_lib.dataset.store import open_faces, read_faces, read_style_stats
 from pipeline_lib.dataset.synthesis import SynthesisSettings, merge_shards, shard_ranges, write_shard
@@ -133,13 +135,32 @@ def test_a_changed_value_in_a_shard_is_detected_when_the_dataset_is_opened(tiny_
         caplog.clear()
         open_faces(faces).close()  # the second open only stats the files
         assert "verified" not in caplog.text
-    with h5py.File(tmp_path / "1.h5", "r+") as s:
+    shard = tmp_path / "1.h5"
+    before = os.stat(shard).st_mtime_ns
+    with h5py.File(shard, "r+") as s:
         s["styles"][3, 5] = np.nextafter(s["styles"][3, 5], np.float32(np.inf))  # one bit of one value
-    with pytest.raises(ValueError) as info:
-        open_faces(faces)
-    message = str(info.value)
-    assert message.startswith(f"{tmp_path / '1.h5'} is corrupt: its styles data no longer match")
-    assert f"snakemake --forcerun {tmp_path / '1.h5'}" in message and "delete it and rerun" in message
+    if os.stat(shard).st_mtime_ns == before:  # a coarse file-system clock; a later real write is later
+        os.utime(shard, ns=(before, before + 1))
+    for cache in (True, False):
+        if not cache:
+            VerificationCache(faces).path.unlink()
+        with pytest.raises(ValueError) as info:
+            open_faces(faces)
+        message = str(info.value)
+        assert message.startswith(f"{shard} is corrupt: its styles data no longer match")
+        assert f"snakemake --forcerun {shard}" in message and "delete it and rerun" in message
+
+
+def test_concurrent_jobs_that_cannot_record_the_verification_still_open_the_dataset(tiny_G, tmp_path, monkeypatch):
+    faces = build(tiny_G, tmp_path)
+
+    def lost_race(path, obj):  # another job's atomic write removed our temporary file
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(integrity, "write_json_atomic", lost_race)
+    open_faces(faces).close()
+    open_faces(faces).close()
+    assert not VerificationCache(faces).path.exists()
 
 
 def test_shards_written_before_checksums_are_opened_with_a_log_line(tiny_G, tmp_path, caplog):
