@@ -27,12 +27,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        # Checked here, before any GPU claim could wait, and not at DAG time: a SLURM login
+        # node that plans the run has no GPU, the compute node that runs the job does.
+        raise RuntimeError(
+            f"config `device: {name}` asks for a CUDA GPU, but this machine has none that torch can use "
+            f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); run the job on a GPU node, or set "
+            "`device: auto` (a GPU when there is one, else the CPU) or `device: cpu` in the config "
+            "(or pass --config device=cpu)"
+        )
     if name == "cuda":
         claim_gpus(1)
-    device = torch.device(name)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} requested but CUDA is not available (set `device: cpu` or `auto`)")
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     return device

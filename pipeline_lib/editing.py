@@ -19,6 +19,7 @@ from pipeline_lib.generator.fast import FastSynthesis
 from pipeline_lib.generator.layers import find_layer, layer_mask, layer_range
 from pipeline_lib.images import read_images
 from pipeline_lib.mref import mapper_input
+from pipeline_lib.settings import check_layer_range
 
 
 class AttributeFaces:
@@ -82,12 +83,23 @@ class Editor:
             return read_images(f["images"], np.asarray(indices))
 
 
-def layers_mask(G, layers: list[str] | None, device):
-    """The 0/1 mask over S of conv layers `layers` ([first, last] range), or None for all."""
+def layers_mask(G, layers: list[str] | None, device, where: str = "ablation.configs"):
+    """The 0/1 mask over S of conv layers `layers` ([first, last] range), or None for all.
+
+    The range is checked against this generator's conv layers (13 for StyleGAN2 at 256 px, 14
+    for StyleGAN3), naming the config key `where`: a backwards range or an unknown layer would
+    otherwise give an empty mask, and the unedited face would be reported as an ablation result.
+    """
     if not layers:
         return None
-    first, last = layers
-    return layer_mask(G.layers, layer_range(first, last), device=device)
+    convs = [spec for spec in G.layers if spec.kind == "conv"]
+    family = "StyleGAN3" if getattr(G, "family", "stylegan2") == "stylegan3" else "StyleGAN2"
+    generator = f"the {family} generator ({getattr(G, 'img_resolution', '?')} px)"
+    first, last = check_layer_range(layers, where, len(convs), generator)
+    mask = layer_mask(G.layers, layer_range(first, last), device=device)
+    if not bool(mask.any()):
+        raise ValueError(f"config {where} [{first}, {last}] keeps no channel of S")
+    return mask
 
 
 def field_range(G, layers: list[str]) -> list[int]:

@@ -16,14 +16,17 @@ import h5py
 import numpy as np
 import torch
 
+from pipeline_lib.dataset.integrity import verify_shards
 from pipeline_lib.files import open_h5
 
 
 def open_faces(path) -> h5py.File:
-    """Open `faces.h5` for reading after checking that every shard it reads from is there and
-    is the shard it was merged from (same dataset and face range)."""
+    """Open `faces.h5` for reading after checking that every shard it reads from is there, is
+    the shard it was merged from (same dataset and face range) and still holds the content it
+    was written with (`content_sha256`, verified once per file version: `integrity.py`)."""
     path = Path(path)
     f = open_h5(path, "the merged face dataset", "merge_dataset")
+    checked = []
     try:
         for src in json.loads(f.attrs["shards"]):
             shard = path.parent / src["path"]
@@ -39,6 +42,8 @@ def open_faces(path) -> h5py.File:
                 ) == (src["start"], src["stop"])
             if not same:
                 raise ValueError(f"{shard} is not the shard {path} was merged from; rerun the merge_dataset rule")
+            checked.append((shard, src.get("content_sha256")))
+        verify_shards(path, checked)
     except BaseException:
         f.close()
         raise
@@ -95,12 +100,20 @@ def read_annotations(path, faces: Faces, names=("identity", "attribute"), detect
 
 def read_style_stats(path, faces: Faces, device="cpu", min_std: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of S (Eq. 12), after checking they were computed on `faces`.
-    The std is clamped at `min_std` so that a constant channel cannot divide by zero."""
+
+    The channels that `style_statistics` found constant over the dataset (`S/constant_channels`;
+    in older files, those of std 0) get std = inf, so that their term (s - mu)^2 / (2 sigma^2)
+    is exactly 0 with a zero gradient: they are left out of Eq. 12's sum. (Clamping their std
+    at 1e-8 instead weighted any dS on them by 5e15 and made the term 5e11.) Other stds are
+    clamped at `min_std`."""
     with open_h5(path, "the style statistics", "style_statistics") as s:
         _check_source(s, path, faces.dataset_id, faces.path, "style_statistics")
-        mean = torch.from_numpy(s["S/mean"][:]).float().to(device)
-        std = torch.from_numpy(s["S/std"][:]).float().clamp_min(min_std).to(device)
-    return mean, std
+        mean = torch.from_numpy(s["S/mean"][:]).float()
+        std = torch.from_numpy(s["S/std"][:]).float()
+        constant = s["S/constant_channels"][:] if "S/constant_channels" in s else np.flatnonzero(std.numpy() == 0)
+    std = std.clamp_min(min_std)
+    std[torch.from_numpy(np.asarray(constant, dtype=np.int64))] = float("inf")
+    return mean.to(device), std.to(device)
 
 
 def attribute_source(path) -> tuple[np.ndarray, str]:

@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path
+from pipeline_lib.dataset.integrity import ContentHasher, check_chunk_finite, nonfinite_cause
 from pipeline_lib.generator.fast import FastSynthesis
 from pipeline_lib.generator.stylegan2 import Generator
 from pipeline_lib.images import to_uint8_hwc
@@ -137,7 +138,8 @@ class ChunkSynthesizer:
         ws = self.G.mapping(z, truncation_psi=self.settings.truncation_psi)
         S, S_rgb = self.G.styles(ws)
         img = self.synthesize(S, S_rgb, noise_mode=self.settings.noise_mode)
-        return {"z": z, "w": ws[:, 0].contiguous(), "styles": S, "images": to_uint8_hwc(img)}
+        finite = torch.isfinite(img).flatten(1).all(dim=1)  # uint8 images cannot show a NaN: checked by the writer
+        return {"z": z, "w": ws[:, 0].contiguous(), "styles": S, "images": to_uint8_hwc(img), "finite_images": finite}
 
     def _capture(self) -> None:
         self._static_z = torch.zeros([self.settings.chunk_size, self.G.z_dim], device=self.device)
@@ -215,6 +217,8 @@ def write_shard(
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         _create_arrays(f, n, G)
 
+        hasher = ContentHasher()
+
         def writer():
             try:
                 while (item := pending.get()) is not None:
@@ -223,8 +227,16 @@ def write_shard(
                         event.synchronize()
                     t_write = time.perf_counter()
                     count = min(len(host["seed"]), n - offset)
+                    rows = {name: np.asarray(host[name][:count].numpy(), dtype=f[name].dtype) for name in ARRAYS}
+                    rows["finite_images"] = host["finite_images"][:count].numpy()
+                    faces = (start + offset, start + offset + count)
+                    check_chunk_finite(rows, faces, path, lambda: nonfinite_cause(G, settings.truncation_psi))
+                    if offset != hasher.rows:
+                        raise RuntimeError(f"chunk at face {start + offset} arrived out of order")
                     for name in ARRAYS:
-                        f[name][offset : offset + count] = host[name][:count].numpy()
+                        f[name][offset : offset + count] = rows[name]
+                        hasher.update(name, rows[name])  # hashlib releases the GIL on large buffers
+                    hasher.rows += count
                     writer_busy[0] += time.perf_counter() - t_write
                     bar.update(count)
             except BaseException as exc:  # surfaced in the main thread
@@ -270,6 +282,8 @@ def write_shard(
                 "layer_table": _layer_table_json(G),
                 "device_type": synth.device.type,
                 "cpu_threads": torch.get_num_threads() if synth.device.type == "cpu" else 0,
+                "content_sha256": hasher.content_sha256(),  # verified by store.open_faces
+                "array_sha256": json.dumps(hasher.array_sha256()),
                 **{k: v for k, v in asdict(settings).items() if k != "compile"},
             }
         )
@@ -317,6 +331,7 @@ def merge_shards(shard_paths, out_path, num_identity: int, num_attribute: int) -
         raise ValueError(f"split {num_identity} + {num_attribute} does not add up to {total} faces")
     sources = [
         {"path": os.path.relpath(p.resolve(), out_path.resolve().parent), "start": m["start"], "stop": m["stop"]}
+        | ({"content_sha256": m["content_sha256"]} if "content_sha256" in m else {})
         for m, p in metas_sorted
     ]
     with atomic_path(out_path) as tmp:
@@ -332,7 +347,8 @@ def merge_shards(shard_paths, out_path, num_identity: int, num_attribute: int) -
                 out.create_virtual_dataset(name, layout)
             out.create_dataset("split/identity", data=np.arange(0, num_identity, dtype=np.int64))
             out.create_dataset("split/attribute", data=np.arange(num_identity, total, dtype=np.int64))
-            out.attrs.update({k: v for k, v in first.items() if k not in ("start", "stop", "shapes")})
+            per_shard = ("start", "stop", "shapes", "content_sha256", "array_sha256")
+            out.attrs.update({k: v for k, v in first.items() if k not in per_shard})
             out.attrs.update(
                 {
                     "num_shards": len(sources),

@@ -59,12 +59,14 @@ def evaluate_edits(
     layers: list[str] | None = None,
     num_pairs: int | None = None,
     title: str = "",
+    where: str = "ablation.configs",
 ) -> dict:
-    """metrics.json (+ FID) and an edit grid, for a variant or (with `layers`) an ablation."""
+    """metrics.json (+ FID) and an edit grid, for a variant or (with `layers`) an ablation;
+    `where` is the layers' config key, for the message if the generator lacks one of them."""
     ev = EvaluationSettings.parse(evaluation)
     G, editor, built, detectors, torch_device = _build(model, faces, annotations, generator, files, encoders, device)
     attributes = AttributeFaces(attribute_faces)
-    mask = layers_mask(G, layers, torch_device)
+    mask = layers_mask(G, layers, torch_device, where)
     n = int(num_pairs or ev.num_pairs)
     values, edited = evaluate(editor, built, attributes, n, ev.seed, ev.batch_size, mask)
     record = metrics_record(values, detectors)

@@ -87,11 +87,11 @@ def style_negative_log_likelihood(S: torch.Tensor, mean: torch.Tensor, std: torc
     is reached by dividing `lambda_reg` by |S|; no flag keeps it. At S_id itself (dS = 0) the
     term is about |S| / 2 = 2464 on average, a constant that carries no gradient.
 
-    Zero-variance channels: the caller clamps sigma at 1e-8 (`training.loop`), so a channel
-    that never varies over the dataset gets a weight of 5e15: any dS on it dominates the loss
-    and pins it (a dS of 1e-2 already costs 5e11; larger ones overflow float32 to inf). In
-    StyleGAN2 every channel of S is an affine function of w, so none is constant over 48,000
-    faces in practice; a constant channel would carry no style, so pinning it is what we want.
+    Zero-variance channels: a channel that never varies over the dataset carries no style and has
+    no Gaussian to score against, so it is left out of the sum. `read_style_stats` marks those
+    channels (`S/constant_channels` of `style_stats.h5`) with std = inf, which makes their term
+    exactly 0 with a zero gradient, whatever dS puts on them; the signature stays (S, mean, std).
+    (Clamping their std at 1e-8, as before, weighted them by 5e15: a dS of 1e-2 cost 5e11.)
     """
     z = (S.float() - mean) / std
     return 0.5 * z.square().sum(dim=-1).mean()

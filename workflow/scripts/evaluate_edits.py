@@ -20,4 +20,5 @@ evaluation.evaluate_edits(
     layers=snakemake.params.layers,
     num_pairs=snakemake.params.num_pairs,
     title=snakemake.params.title,
+    where=f"ablation.configs.{getattr(snakemake.wildcards, 'ablation', '')}",
 )
