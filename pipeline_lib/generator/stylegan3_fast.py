@@ -216,5 +216,9 @@ def flops_per_image(G: StyleGAN3Generator) -> tuple[float, float]:
             taps_u, taps_d = -(-spec.up_taps // up), spec.down_taps
             t = n * up
             fir += 2 * c * (taps_u * (n * t + t * t))  # polyphase H then W
-            fir += 2 * c * (taps_d * (t * t / down + t * t / down**2) if not spec.down_radial else taps_d**2 * (t / down) ** 2)
+            fir += (
+                2
+                * c
+                * (taps_d * (t * t / down + t * t / down**2) if not spec.down_radial else taps_d**2 * (t / down) ** 2)
+            )
     return conv, fir
