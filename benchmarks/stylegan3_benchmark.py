@@ -73,10 +73,11 @@ def random_generator(cfg: StyleGAN3Config, seed: int, device) -> StyleGAN3Genera
             p.copy_(0.1 * torch.randn(p.shape))
     G = G.to(device).eval().requires_grad_(False)
     G.mapping.w_avg.copy_(G.mapping(torch.randn([2000, cfg.z_dim], device=device))[:, 0].mean(dim=0))
-    hooks = [
-        G.module_of(s).register_forward_pre_hook(lambda m, a: m.magnitude_ema.copy_(a[0].square().mean()))
-        for s in G.conv_layers + G.rgb_layers
-    ]
+
+    def calibrate(module, args):  # returns None: a pre-hook's return value would replace the inputs
+        module.magnitude_ema.copy_(args[0].square().mean())
+
+    hooks = [G.module_of(s).register_forward_pre_hook(calibrate) for s in G.conv_layers + G.rgb_layers]
     img = G(torch.randn([4, cfg.z_dim], device=device))
     for h in hooks:
         h.remove()
@@ -157,8 +158,8 @@ def measure_peak(device) -> float:
     return 2 * 8192**3 / sec
 
 
-def run_config(name, args, peak, results, t_start):
-    device = torch.device("cuda")
+def run_config(name, args, peak, results, t_start, device="cuda"):
+    device = torch.device(device)
     kwargs = official_kwargs(name, args.fixtures)
     cfg = StyleGAN3Config.from_official_kwargs(kwargs)
     G = random_generator(cfg, 0, device)
