@@ -117,7 +117,7 @@ class StyleGAN3FastSynthesis(nn.Module):
         if up % down:
             raise ValueError(f"{spec.short_name}: up {up} is not a multiple of down {down}")
         n = spec.in_size + plan.k - 1
-        kf = np.flip(layer.up_filter.double().numpy()) * up  # convolution -> correlation; gain up per pass
+        kf = np.flip(layer.up_filter.double().cpu().numpy()) * up  # convolution -> correlation; gain up per pass
         pad0, pad1 = spec.padding[0], spec.padding[1]
         g, plan.pad_l, plan.pad_r, m = up_phase_taps(n, up, pad0, pad1, kf)
         t = -(-m // up)
@@ -125,7 +125,7 @@ class StyleGAN3FastSynthesis(nn.Module):
         g = torch.as_tensor(g)
         self.register_buffer(f"uh{i}", g.reshape(up, 1, J, 1).repeat(c, 1, 1, 1).to(dt))  # out ch c*up + ph
         self.register_buffer(f"uw{i}", g.reshape(up, 1, 1, J).repeat(c * up, 1, 1, 1).to(dt))  # (c, ph, pw)
-        fd = layer.down_filter.double().numpy()
+        fd = layer.down_filter.double().cpu().numpy()
         a = up // down
         plan.a = a
         ld = fd.shape[0]
