@@ -1,0 +1,83 @@
+"""The fast StyleGAN3 synthesis computes the reference's function: in float32 on the CPU it equals
+`StyleGAN3Generator.synthesize` (and so NVIDIA's official output) within 1e-4 on the fixture
+generators T and R, also with a user transform, a style offset and an active conv_clamp; its
+polyphase filter algebra equals zero-insertion + filtering on random signals."""
+
+import numpy as np
+import pytest
+import torch
+from stylegan3_fixtures import cases, generator, max_err
+
+from pipeline_lib.generator.stylegan3_fast import (
+    StyleGAN3FastSynthesis,
+    down_phase_taps,
+    flops_per_image,
+    up_phase_taps,
+)
+from pipeline_lib.generator.stylegan3_filters import upfirdn2d
+
+ATOL = 1e-4
+
+
+@pytest.mark.parametrize("tag", ["t", "r"])
+def test_fast_float32_equals_reference_and_official(tag):
+    G = generator(tag)
+    c = cases(tag)
+    fast = StyleGAN3FastSynthesis(G, dtype=torch.float32)
+    with torch.no_grad():
+        S, S_rest = G.styles(G.mapping(c["z"]))
+        img = fast(S, S_rest)
+        assert max_err(img, G.synthesize(S, S_rest)) < ATOL
+        assert max_err(img, c["img"]) < ATOL
+        S2 = S[:2].clone()
+        S2[:, 5:9] += 3.0  # a style offset: still the same function of (S, S_rest)
+        assert max_err(fast(S2, S_rest[:2]), G.synthesize(S2, S_rest[:2])) < ATOL
+
+
+@pytest.mark.parametrize("tag", ["t", "r"])
+def test_fast_with_transform_and_clamp(tag):
+    c = cases(tag)
+    G = generator(tag, conv_clamp=2.0)
+    fast = StyleGAN3FastSynthesis(G, dtype=torch.float32, channels_last=False)
+    with torch.no_grad():
+        S, S_rest = G.styles(G.mapping(c["z"][:2]))
+        assert max_err(fast(S, S_rest), c["img_conv_clamp2.0"][:2]) < ATOL  # official, clamp active
+        G.set_transform(translate=(0.125, -0.0625), angle_deg=20.0)
+        fast = StyleGAN3FastSynthesis(G, dtype=torch.float32)
+        assert max_err(fast(S, S_rest), G.synthesize(S, S_rest)) < ATOL
+
+
+@pytest.mark.parametrize("up,down,pad0,pad1", [(2, 2, 9, 8), (4, 2, 17, 14), (2, 2, -3, -2), (4, 2, 5, 30)])
+def test_polyphase_resampling_equals_zero_insertion(up, down, pad0, pad1):
+    """Up-sample (polyphase) then strided down-sample (from the phases) equals upfirdn2d twice in 1-D."""
+    rng = np.random.default_rng(up * 100 + pad0)
+    n, lu, ld = 23, 6 * up, 6 * down
+    x, fu, fd = rng.standard_normal(n), rng.standard_normal(lu), rng.standard_normal(ld)
+    t = torch.from_numpy(x).reshape(1, 1, 1, n)
+    ref = upfirdn2d(t, torch.from_numpy(fu)[None], up=up, padding=[pad0, pad1, 0, 0], gain=1.0)
+    z = ref[0, 0, 0].numpy()
+    g, pad_l, pad_r, m = up_phase_taps(n, up, pad0, pad1, np.flip(fu))
+    assert m == len(z)
+    xp = torch.nn.functional.pad(torch.from_numpy(x)[None], (pad_l, pad_r))[0].numpy()  # negative = crop
+    tt = len(xp) - g.shape[1] + 1
+    phases = np.stack([np.correlate(xp, g[p], "valid") for p in range(up)])  # [up, T]
+    assert phases.shape[1] == tt == -(-m // up)
+    inter = phases.T.reshape(-1)[:m]
+    np.testing.assert_allclose(inter, z, atol=1e-10)
+    want = np.correlate(z, np.flip(fd), "valid")[::down]
+    G = down_phase_taps(up, down, np.flip(fd))
+    a, jd = up // down, G.shape[2]
+    v = -(-len(want) // a)
+    ph = np.pad(phases, ((0, 0), (0, max(v + jd - 1 - tt, 0))))
+    got = np.stack([sum(np.correlate(ph[p], G[r, p], "valid")[:v] for p in range(up)) for r in range(a)])
+    np.testing.assert_allclose(got.T.reshape(-1)[: len(want)], want, atol=1e-10)
+
+
+def test_half_precision_plan_follows_official_fp16_layers():
+    G = generator("t")
+    fast = StyleGAN3FastSynthesis(G, dtype=torch.float16)
+    specs = G.conv_layers + G.rgb_layers
+    assert [p.dtype == torch.float16 for p in fast.plans] == [s.use_fp16 for s in specs]
+    assert all(p.dtype == torch.bfloat16 for p in StyleGAN3FastSynthesis(G, torch.bfloat16, mixed=False).plans)
+    conv, fir = flops_per_image(G)
+    assert conv > 0 and fir > 0
