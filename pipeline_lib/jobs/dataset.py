@@ -10,7 +10,7 @@ from pipeline_lib.dataset.synthesis import SynthesisSettings, check_sizes, merge
 from pipeline_lib.devices import resolve_device
 from pipeline_lib.generator import load_generator
 from pipeline_lib.provenance import file_sha256
-from pipeline_lib.settings import DatasetSettings
+from pipeline_lib.settings import DatasetSamplingSettings, DatasetSettings
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def shard_indices(dataset: dict) -> list[int]:
     return list(range(len(shard_ranges(ds.num_faces, ds.shard_size))))
 
 
-def synthesize_shard(generator, out_path, shard: int, dataset: dict, device: str) -> dict:
+def synthesize_shard(generator, out_path, shard: int, dataset: dict, device: str, gaussian=None) -> dict:
     ds = DatasetSettings.parse(dataset)
     check_sizes(ds.num_faces, ds.shard_size, ds.batch_size, ds.chunk_size)
     ranges = shard_ranges(ds.num_faces, ds.shard_size)
@@ -33,9 +33,29 @@ def synthesize_shard(generator, out_path, shard: int, dataset: dict, device: str
     G = load_generator(generator, device=torch_device)
     log.info("shard %d: faces %d-%d of %d on %s", shard, start, stop, ds.num_faces, torch_device)
     settings = SynthesisSettings.from_dataset(ds)
+    sampling, w_transform = log_compression_sampling(dataset, gaussian)
     return write_shard(
-        out_path, G, file_sha256(generator), start, stop, ds.num_faces, settings, ds.batch_size, device=torch_device
-    )
+        out_path, G, file_sha256(generator), start, stop, ds.num_faces, settings, ds.batch_size, device=torch_device,
+        sampling=sampling, w_transform=w_transform,
+    )  # fmt: skip
+
+
+def log_compression_sampling(dataset: dict, gaussian) -> tuple[dict | None, object]:
+    """(the sampling record, the w transform) of `dataset.sampling: log_compression` (issue 15),
+    or (None, None) for truncation, so the default dataset's id and file stay as they were."""
+    samp = DatasetSamplingSettings.parse(dataset)
+    samp.validate(DatasetSettings.parse(dataset).truncation_psi)
+    if samp.sampling == "truncation":
+        return None, None
+    if gaussian is None:
+        raise ValueError("dataset.sampling log_compression needs the latent Gaussian (results/latent/gaussian.h5)")
+    from pipeline_lib.latent.compression import compress_w
+    from pipeline_lib.latent.gaussian import LatentGaussian
+
+    model = LatentGaussian.load(gaussian)
+    record = {"method": "log_compression", "tau": samp.compression_tau, "scale": 1.0,
+              "gaussian_sha256": file_sha256(gaussian)}  # fmt: skip
+    return record, lambda w: compress_w(w, model, samp.compression_tau)
 
 
 def merge(shards, out_path, dataset: dict) -> None:
