@@ -128,7 +128,9 @@ class ChunkSynthesizer:
     the same stream before the next `run` are safe.
     """
 
-    def __init__(self, G: Generator, settings: SynthesisSettings, device, cuda_graph: bool | None = None, w_transform=None):
+    def __init__(
+        self, G: Generator, settings: SynthesisSettings, device, cuda_graph: bool | None = None, w_transform=None
+    ):
         self.G, self.settings, self.device = G, settings, torch.device(device)
         self.w_transform = w_transform  # issue 15: w [N, w_dim] -> w (log-compression); None = as mapped
         cuda = self.device.type == "cuda"

@@ -32,7 +32,9 @@ from pipeline_lib.settings import (
 
 log = logging.getLogger(__name__)
 
-STAND_IN = "generated (the dataset's {split} split standing in for real faces: no ffhq.source or photo folder configured)"
+STAND_IN = (
+    "generated (the dataset's {split} split standing in for real faces: no ffhq.source or photo folder configured)"
+)
 FIGURE_SAMPLES = 20_000  # mapping samples drawn in the Fig. 1-like figure (a scatter of more is a blot)
 
 
@@ -46,7 +48,9 @@ def latent_model(generator, out_h5, out_figure, out_json, latent: dict, device: 
     n_fig = min(ls.num_samples, FIGURE_SAMPLES)
     w = torch.cat(list(mapping_w_batches(G, n_fig, ls.seed, ls.batch, torch_device))).cpu().numpy()
     dims = tuple(range(min(4, G.w_dim)))
-    gaussianity_figure(w, out_figure, dims=dims, pair=dims[:2], title=f"W (top) and V = lrelu_5(w) (bottom), {n_fig} samples")
+    gaussianity_figure(
+        w, out_figure, dims=dims, pair=dims[:2], title=f"W (top) and V = lrelu_5(w) (bottom), {n_fig} samples"
+    )
     eig = gaussian.eigvals
     record = {
         "num_samples": gaussian.num_samples,
@@ -76,13 +80,25 @@ def _set_faces(set_name: str, source, source_kind: str, limit: int, num_ws: int)
     if source_kind == "ffhq":
         with h5py.File(source, "r") as f:
             n = min(limit, len(f["images"]))
-            return f["images"][:n], [str(x) for x in f["names"].asstr()[:n]] if "names" in f else None, None, "real (FFHQ)"
+            return (
+                f["images"][:n],
+                [str(x) for x in f["names"].asstr()[:n]] if "names" in f else None,
+                None,
+                "real (FFHQ)",
+            )
     split = "attribute" if set_name == "real" else "identity"
     with open_faces(source) as f:
-        idx = np.sort(f[f"split/{split}"][:])[:limit]
+        idx = f[f"split/{split}"][:]
+        if set_name == "real":  # attribute faces first, then identity faces: enough pairs in a tiny demo
+            idx = np.concatenate([idx, f["split/identity"][:]])
+        idx = np.sort(idx[:limit])
         faces, w = f["images"][idx], f["w"][idx]
     true_ws = np.repeat(w[:, None], num_ws, axis=1) if set_name == "generated" else None
-    desc = "generated (the dataset's identity split, true w known)" if set_name == "generated" else STAND_IN.format(split=split)
+    desc = (
+        "generated (the dataset's identity split, true w known)"
+        if set_name == "generated"
+        else STAND_IN.format(split=split)
+    )
     return faces, [f"face {i}" for i in idx], true_ws, desc
 
 
@@ -150,7 +166,11 @@ def latent_evaluation(generated, real, generator, gaussian, fid_inception, refer
             mid = torch.cat([G.ws_to_image(0.5 * (a[i : i + batch] + b[i : i + batch]), noise_mode="const")
                              for i in range(0, pairs, batch)])  # fmt: skip
             mids = to_uint8_hwc(mid.clamp(-1, 1)).cpu().numpy()
-            fid = compute_fid(mids, ref_images, fid_inception, device=str(torch_device), batch_size=batch) if pairs >= 2 else None
+            fid = (
+                compute_fid(mids, ref_images, fid_inception, device=str(torch_device), batch_size=batch)
+                if pairs >= 2
+                else None
+            )
             record["interpolation"][name] = {"pairs": pairs, "midpoint_fid": fid}
             for p in range(min(3, pairs)):
                 path = [G.ws_to_image(((1 - t) * a[p : p + 1] + t * b[p : p + 1]), noise_mode="const") for t in alphas]
@@ -195,7 +215,7 @@ def sampling_comparison(generator, gaussian, fid_inception, reference, out_json,
     z = torch.randn([sc.num_images, G.z_dim], generator=torch.Generator().manual_seed(sc.seed))
     means, stds, numbers = {}, {}, {}
     ref_file = h5py.File(reference, "r")
-    source = STAND_IN.format(split="full") if "split/identity" in ref_file else "real (FFHQ)"
+    source = STAND_IN.format(split="") if "split/identity" in ref_file else "real (FFHQ)"
     try:
         for method in ("raw", "truncation", "log_compression"):
             label = {"raw": "raw", "truncation": f"truncation psi {sc.psi:g}",
@@ -215,7 +235,9 @@ def sampling_comparison(generator, gaussian, fid_inception, reference, out_json,
                               "diversity": float(np.concatenate(div).mean()), "fid_record": fid}  # fmt: skip
     finally:
         ref_file.close()
-    what = "mean LPIPS of disjoint pairs" if lpips_fn else "mean RMS pixel difference of disjoint pairs (no LPIPS weights)"
+    what = (
+        "mean LPIPS of disjoint pairs" if lpips_fn else "mean RMS pixel difference of disjoint pairs (no LPIPS weights)"
+    )
     record = {"methods": numbers, "diversity": what, "reference": source, "num_images": sc.num_images,
               "compression_tau": samp.compression_tau, "fraction_touched": expected_fraction_touched(samp.compression_tau)}  # fmt: skip
     sampling_figure(means, stds, numbers, out_figure, title=f"{sc.num_images} samples per method; diversity: {what}")

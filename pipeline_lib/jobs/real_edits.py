@@ -120,18 +120,26 @@ def latent_report(out_path, gaussianity, evaluation, sampling, real_edits) -> No
               f"{g['num_samples']} mapping samples (seed {g['seed']}). {g['note']}", "",
               "| space | mean abs skew | mean abs excess kurtosis |", "|---|---|---|"]  # fmt: skip
     for space in ("w", "v"):
-        lines.append(f"| {space.upper()} | {s[space]['mean_abs_skew']:.3f} | {s[space]['mean_abs_excess_kurtosis']:.3f} |")
+        lines.append(
+            f"| {space.upper()} | {s[space]['mean_abs_skew']:.3f} | {s[space]['mean_abs_excess_kurtosis']:.3f} |"
+        )
     lines += ["", "## Fig. 2: projections of generated faces, with and without the prior", "",
               f"Faces: {ev['generated']['source']}. Mean ± standard error per image.", "",
               "| run | PSNR (dB) | LPIPS | W L2 error | V Mahalanobis error |", "|---|---|---|---|---|"]  # fmt: skip
     for run, m in sorted(ev["generated"]["runs"].items()):
         cells = [_fmt(m.get(k)) for k in ("psnr", "lpips", "w_l2", "v_mahalanobis")]
-        lines.append(f"| {run.replace('no_prior', 'without prior').replace('/prior', '/with prior')} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {run.replace('no_prior', 'without prior').replace('/prior', '/with prior')} | "
+            + " | ".join(cells)
+            + " |"
+        )
     lines += ["", "## Fig. 3: interpolation midpoints", "", f"Faces: {ev['interpolation_source']}.", "",
               "| run | pairs | midpoint FID | KID |", "|---|---|---|---|"]  # fmt: skip
     for run, m in sorted(ev["interpolation"].items()):
         fid = m["midpoint_fid"] or {}
-        lines.append(f"| {run} | {m['pairs']} | {fid.get('fid', float('nan')):.2f} | {fid.get('kid', float('nan')):.4f} |")
+        lines.append(
+            f"| {run} | {m['pairs']} | {fid.get('fid', float('nan')):.2f} | {fid.get('kid', float('nan')):.4f} |"
+        )
     lines += ["", "## Fig. 4: sampling methods", "",
               f"{sc['num_images']} samples each against {sc['reference']}; diversity: {sc['diversity']}. "
               f"Log-compression (our formula) touches {100 * sc['fraction_touched']:.1f}% of coefficients.", "",

@@ -114,7 +114,7 @@ def resize_u8(img: np.ndarray, size: int) -> np.ndarray:
 
 def to_generator_input(images_u8: np.ndarray, resolution: int, device) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [-1, 1] at the generator's resolution (area or bilinear)."""
-    x = from_uint8_hwc(torch.from_numpy(np.ascontiguousarray(images_u8)).to(device))
+    x = from_uint8_hwc(torch.from_numpy(np.array(images_u8, copy=True)).to(device))
     if x.shape[-1] > resolution:
         return F.interpolate(x, size=(resolution, resolution), mode="area")
     if x.shape[-1] < resolution:

@@ -131,11 +131,11 @@ rule latent_evaluation:
 
 rule sampling_comparison:
     input:
+        **vgg16_input(config["sampling_comparison"]["diversity"] == "lpips"),
         generator=generator_weights,
         gaussian=results("latent/gaussian.h5"),
         fid_inception=weights_input("fid_inception"),
         reference=attribute_faces_path(),
-        **vgg16_input(config["sampling_comparison"]["diversity"] == "lpips"),
     output:
         metrics=results("latent/sampling.json"),
         figure=report(
