@@ -86,9 +86,9 @@ def _set_faces(set_name: str, source, source_kind: str, limit: int, num_ws: int)
                 None,
                 "real (FFHQ)",
             )
-    split = "attribute" if set_name == "real" else "identity"
+    split = "attribute (then identity)" if set_name == "real" else "identity"
     with open_faces(source) as f:
-        idx = f[f"split/{split}"][:]
+        idx = f[f"split/{split.split()[0]}"][:]
         if set_name == "real":  # attribute faces first, then identity faces: enough pairs in a tiny demo
             idx = np.concatenate([idx, f["split/identity"][:]])
         idx = np.sort(idx[:limit])
@@ -215,7 +215,7 @@ def sampling_comparison(generator, gaussian, fid_inception, reference, out_json,
     z = torch.randn([sc.num_images, G.z_dim], generator=torch.Generator().manual_seed(sc.seed))
     means, stds, numbers = {}, {}, {}
     ref_file = h5py.File(reference, "r")
-    source = STAND_IN.format(split="") if "split/identity" in ref_file else "real (FFHQ)"
+    source = STAND_IN.format(split="all") if "split/identity" in ref_file else "real (FFHQ)"
     try:
         for method in ("raw", "truncation", "log_compression"):
             label = {"raw": "raw", "truncation": f"truncation psi {sc.psi:g}",
