@@ -10,8 +10,9 @@ measures what batching buys. Run NVIDIA's script on the same GPU to replace the 
 
 The generator is `--generator` (a .pkl/.pt; the paper's FFHQ 256 snapshot by default), or
 `--random` for a random-weight generator of the paper256 shape (the same cost per step). Images
-per hour = batch x 3600 / seconds for `--steps` steps (measured over `--measure-steps` steps
-and scaled, after `--warmup` steps; the schedule does not change a step's cost).
+per hour = batch x 3600 / seconds for `--steps` steps, measured as the difference of runs of
+`--measure-steps` and twice as many steps (after `--warmup` steps) and scaled: the schedule
+does not change a step's cost.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def seconds_per_step(G, batch: int, args, stats, image_loss, device) -> float:
         return time.perf_counter() - t0
 
     run(args.warmup)
-    short, long = run(1), run(1 + args.measure_steps)
-    return max(long - short, 1e-9) / args.measure_steps
+    m = args.measure_steps
+    short, long = run(m), run(2 * m)  # the difference cancels the per-run setup (noise maps, optimiser)
+    return (long - short) / m if long > short else long / (2 * m)
 
 
 def main(argv=None) -> None:
