@@ -38,6 +38,7 @@ RESULTS = config["results"]
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/latent_common.smk"  # issue 15: Wulff & Torralba
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/generator.smk"
 include: "workflow/rules/generative_fields.smk"

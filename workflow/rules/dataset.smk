@@ -1,14 +1,6 @@
 # The synthetic face dataset (paper Sec. 4): shards on the GPU, merged, then S statistics.
 
 
-# issue 15: log-compression sampling reads the latent Gaussian; the default does not.
-def shard_inputs(wildcards):
-    inputs = {"generator": generator_weights()}
-    if config["dataset"]["sampling"] == "log_compression":
-        inputs["gaussian"] = results("latent/gaussian.h5")
-    return inputs
-
-
 rule synthesize_shard:
     input:
         unpack(shard_inputs),
