@@ -117,6 +117,7 @@ def test_tiny_pipeline_end_to_end_and_rerun_triggers(tmp_path):
         "ablation": 2,
         "sparsity": 1,
         "report_tables": 1,
+        "face_size": 1,
         "latent_model": 1,
         "project_faces": 3,
         "latent_evaluation": 1,

@@ -2,6 +2,7 @@
 # projector's cached sets, W&T's evaluation (Figs. 2-3), real-face editing with the final M_ref,
 # the sampling comparison (Fig. 4) and the report section.
 
+
 rule latent_model:
     input:
         generator=generator_weights,
