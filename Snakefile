@@ -38,6 +38,7 @@ RESULTS = config["results"]
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/latent_common.smk"  # issue 15: Wulff & Torralba
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/generator.smk"
 include: "workflow/rules/generative_fields.smk"
@@ -46,6 +47,7 @@ include: "workflow/rules/annotation.smk"
 include: "workflow/rules/real_faces.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/latent.smk"  # issue 15: Wulff & Torralba
 
 
 rule all:
@@ -59,3 +61,4 @@ rule all:
         rules.report_tables.output,
         rules.sparsity.output,
         rules.face_size.output,
+        rules.latent_report.output,  # issue 15

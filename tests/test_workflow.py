@@ -119,6 +119,12 @@ def test_tiny_pipeline_end_to_end_and_rerun_triggers(tmp_path):
         "face_size": 1,
         "real_features": 1,
         "report_tables": 1,
+        "latent_model": 1,
+        "project_faces": 3,
+        "latent_evaluation": 1,
+        "sampling_comparison": 1,
+        "edit_real_faces": 1,
+        "latent_report": 1,
         "all": 1,
     }
     assert "results/dataset/shards/1.h5" in proc.stdout
@@ -168,6 +174,23 @@ def test_tiny_pipeline_end_to_end_and_rerun_triggers(tmp_path):
     with h5py.File(res / "dataset" / "shards" / "0.h5", "r") as f:
         assert shard["derived"]["dataset_id"] == f.attrs["dataset_id"]
     assert len(json.loads((res / "models/euler/mref.pt.provenance.json").read_text())["derived"]["fingerprint"]) == 64
+
+    # issue 15: Wulff & Torralba's stages
+    latent = json.loads((res / "latent" / "gaussianity.json").read_text())
+    assert (
+        latent["num_samples"] == 2000
+        and latent["summary"]["v"]["mean_abs_skew"] < latent["summary"]["w"]["mean_abs_skew"]
+    )
+    with h5py.File(res / "projection" / "generated.h5", "r") as f:
+        assert set(f["runs"]) == {"w", "w+"} and f["runs/w+/prior/ws"].shape == (4, 14, 16)
+    evaluation = json.loads((res / "latent" / "evaluation.json").read_text())
+    assert set(evaluation["generated"]["runs"]) == {"w/no_prior", "w/prior", "w+/no_prior", "w+/prior"}
+    assert evaluation["interpolation"]["w/prior"]["pairs"] == 2
+    sampling = json.loads((res / "latent" / "sampling.json").read_text())
+    assert len(sampling["methods"]) == 3 and "no LPIPS" in sampling["diversity"]
+    real = json.loads((res / "latent" / "real_edits.json").read_text())
+    assert real["row"] == "real identities (ours only)" and "standing in" in real["identity_source"]
+    assert "real identities (ours only)" in (res / "report" / "latent.md").read_text()
 
     again = snakemake("-n", "--directory", tmp_path, "--configfile", cfg)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -87,10 +87,13 @@ class SynthesisSettings:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
 
 
-def dataset_id(generator_sha256: str, settings: SynthesisSettings, num_faces: int) -> str:
-    """Identity of a dataset: a hash of everything that determines its contents."""
+def dataset_id(generator_sha256: str, settings: SynthesisSettings, num_faces: int, sampling: dict | None = None) -> str:
+    """Identity of a dataset: a hash of everything that determines its contents. `sampling`
+    (issue 15: log-compression) enters only when given, so default datasets keep their id."""
     spec = {"generator_sha256": generator_sha256, "num_faces": num_faces, "format": FORMAT}
     spec.update({k: v for k, v in asdict(settings).items() if k != "compile"})
+    if sampling is not None:
+        spec["sampling"] = sampling
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
@@ -126,8 +129,11 @@ class ChunkSynthesizer:
     the same stream before the next `run` are safe.
     """
 
-    def __init__(self, G: Generator, settings: SynthesisSettings, device, cuda_graph: bool | None = None):
+    def __init__(
+        self, G: Generator, settings: SynthesisSettings, device, cuda_graph: bool | None = None, w_transform=None
+    ):
         self.G, self.settings, self.device = G, settings, torch.device(device)
+        self.w_transform = w_transform  # issue 15: w [N, w_dim] -> w (log-compression); None = as mapped
         cuda = self.device.type == "cuda"
         self.fast = FastSynthesis(G, dtype=settings.torch_dtype, channels_last=cuda).to(self.device)
         self.synthesize = torch.compile(self.fast, dynamic=False) if settings.compile else self.fast
@@ -136,6 +142,8 @@ class ChunkSynthesizer:
 
     def _compute(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         ws = self.G.mapping(z, truncation_psi=self.settings.truncation_psi)
+        if self.w_transform is not None:
+            ws = self.w_transform(ws[:, 0])[:, None].expand_as(ws).contiguous()
         S, S_rgb = self.G.styles(ws)
         img = self.synthesize(S, S_rgb, noise_mode=self.settings.noise_mode)
         finite = torch.isfinite(img).flatten(1).all(dim=1)  # uint8 images cannot show a NaN: checked by the writer
@@ -195,6 +203,8 @@ def write_shard(
     device="cpu",
     synthesizer: ChunkSynthesizer | None = None,
     progress: bool = True,
+    sampling: dict | None = None,
+    w_transform=None,
 ) -> dict:
     """Generate faces [start, stop) into one HDF5 shard, atomically; returns timing figures.
 
@@ -206,7 +216,7 @@ def write_shard(
             f"shard [{start}, {stop}) of {num_faces} faces with batch_size {batch_size}: the start and the batch "
             f"size must be multiples of chunk_size {settings.chunk_size}"
         )
-    synth = synthesizer or ChunkSynthesizer(G, settings, device)
+    synth = synthesizer or ChunkSynthesizer(G, settings, device, w_transform=w_transform)
     n = stop - start
     t0 = time.perf_counter()
     writer_busy = [0.0]
@@ -278,7 +288,8 @@ def write_shard(
                 "num_faces": num_faces,
                 "start": start,
                 "stop": stop,
-                "dataset_id": dataset_id(generator_sha256, settings, num_faces),
+                "dataset_id": dataset_id(generator_sha256, settings, num_faces, sampling),
+                **({"sampling": json.dumps(sampling, sort_keys=True)} if sampling is not None else {}),
                 "layer_table": _layer_table_json(G),
                 "device_type": synth.device.type,
                 "cpu_threads": torch.get_num_threads() if synth.device.type == "cpu" else 0,

@@ -263,7 +263,7 @@ def mapping_w_batches(G, num_samples: int, seed: int, batch: int = 1000, device=
 
 
 def fit_latent_gaussian(
-    G, num_samples: int = 100_000, seed: int = 0, batch: int = 1000, device="cpu"
+    G, num_samples: int = 100_000, seed: int = 0, batch: int = 1000, device="cpu", progress: bool = False
 ) -> LatentGaussian:
     """Fit N(mean, cov) to v = to_v(w) of `num_samples` mapping samples, in one pass.
 
@@ -273,8 +273,12 @@ def fit_latent_gaussian(
     near 1% and costs seconds on a GPU (third-party code used 10,000; PULSE used 10^6 with a
     diagonal model).
     """
+    from tqdm import tqdm
+
     cov_acc = mom_w = mom_v = None
+    bar = tqdm(total=num_samples, desc="mapping samples", unit="w", disable=not progress, smoothing=0.1)
     for w in mapping_w_batches(G, num_samples, seed, batch, device):
+        bar.update(len(w))
         w = w.double().cpu().numpy()
         v = to_v(w)
         if cov_acc is None:
@@ -286,6 +290,7 @@ def fit_latent_gaussian(
         cov_acc.update(v)
         mom_w.update(w)
         mom_v.update(v)
+    bar.close()
     if cov_acc is None:
         raise ValueError("num_samples must be positive")
     gauss = {

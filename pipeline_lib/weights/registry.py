@@ -140,6 +140,16 @@ REGISTRY: dict[str, WeightsFile] = {
             "toshas/torch-fidelity (Apache-2.0): the TensorFlow FID Inception (2015-12-05) converted to PyTorch",
             "FID, as the paper's numbers use it",
         ),
+        # issue 15: the backbone of the projector's LPIPS (the lpips package ships its linear layers)
+        WeightsFile(
+            "vgg16_lpips",
+            "vgg16-397923af.pth",
+            "https://download.pytorch.org/models/vgg16-397923af.pth",
+            "397923af",  # torch hub's file-name prefix of the sha256
+            None,
+            "torchvision (BSD-3-Clause) VGG16 ImageNet weights (VGG16_Weights.IMAGENET1K_V1)",
+            "LPIPS-VGG16 image loss of the projector and diversity of the sampling comparison (W&T)",
+        ),
     ]
 }
 

@@ -3,7 +3,7 @@
 
 rule synthesize_shard:
     input:
-        generator=generator_weights,
+        unpack(shard_inputs),
     output:
         results("dataset/shards/{shard}.h5"),
     log:

@@ -10,4 +10,5 @@ dataset.synthesize_shard(
     int(snakemake.wildcards.shard),
     snakemake.params.dataset,
     snakemake.params.device,
+    gaussian=snakemake.input.get("gaussian"),
 )
