@@ -13,6 +13,7 @@ import torch
 from pipeline_lib.atomic import write_json_atomic
 from pipeline_lib.dataset.store import open_faces
 from pipeline_lib.devices import resolve_device
+from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real_features
 from pipeline_lib.evaluation.metrics import compute_fid, mean_and_standard_error
 from pipeline_lib.generator import load_generator
 from pipeline_lib.images import to_uint8_hwc
@@ -204,7 +205,7 @@ def _diversity(images: torch.Tensor, lpips_fn) -> np.ndarray:
 
 
 @torch.no_grad()
-def sampling_comparison(generator, gaussian, fid_inception, reference, out_json, out_figure, cfg: dict,
+def sampling_comparison(generator, gaussian, fid_inception, reference, real_features, out_json, out_figure, cfg: dict,
                         dataset: dict, device: str, vgg16=None) -> dict:  # fmt: skip
     """W&T Fig. 4: raw, truncated and log-compressed samples of the same z; FID and diversity."""
     sc, samp = SamplingComparisonSettings.parse(cfg), DatasetSamplingSettings.parse(dataset)
@@ -214,27 +215,25 @@ def sampling_comparison(generator, gaussian, fid_inception, reference, out_json,
     lpips_fn = LpipsLoss(vgg16).to(torch_device) if sc.diversity == "lpips" else None
     z = torch.randn([sc.num_images, G.z_dim], generator=torch.Generator().manual_seed(sc.seed))
     means, stds, numbers = {}, {}, {}
-    ref_file = h5py.File(reference, "r")
-    source = STAND_IN.format(split="all") if "split/identity" in ref_file else "real (FFHQ)"
-    try:
-        for method in ("raw", "truncation", "log_compression"):
-            label = {"raw": "raw", "truncation": f"truncation psi {sc.psi:g}",
-                     "log_compression": f"log-compression tau {samp.compression_tau:g}"}[method]  # fmt: skip
-            u8, div = [], []
-            for a in range(0, sc.num_images, sc.batch):
-                w = sample_ws(G, gauss, z=z[a : a + sc.batch], method=method, psi=sc.psi, tau=samp.compression_tau,
-                              device=torch_device)  # fmt: skip
-                img = G.ws_to_image(w[:, None].repeat(1, G.num_ws, 1), noise_mode="const").clamp(-1, 1)
-                u8.append(to_uint8_hwc(img).cpu().numpy())
-                div.append(_diversity(img, lpips_fn))
-            images = np.concatenate(u8)
-            x = images.astype(np.float64)
-            means[label], stds[label] = x.mean(0), x.std(0)
-            fid = compute_fid(images, ref_file["images"], fid_inception, device=str(torch_device), batch_size=sc.batch)
-            numbers[label] = {"method": method, "fid": fid["fid"], "kid": fid["kid"],
-                              "diversity": float(np.concatenate(div).mean()), "fid_record": fid}  # fmt: skip
-    finally:
-        ref_file.close()
+    real = read_real_features(real_features, reference)  # Inception features of the reference faces, once
+    with h5py.File(reference, "r") as ref_file:
+        source = STAND_IN.format(split="attribute") if "split/identity" in ref_file else "real (FFHQ)"
+    for method in ("raw", "truncation", "log_compression"):
+        label = {"raw": "raw", "truncation": f"truncation psi {sc.psi:g}",
+                 "log_compression": f"log-compression tau {samp.compression_tau:g}"}[method]  # fmt: skip
+        u8, div = [], []
+        for a in range(0, sc.num_images, sc.batch):
+            w = sample_ws(G, gauss, z=z[a : a + sc.batch], method=method, psi=sc.psi, tau=samp.compression_tau,
+                          device=torch_device)  # fmt: skip
+            img = G.ws_to_image(w[:, None].repeat(1, G.num_ws, 1), noise_mode="const").clamp(-1, 1)
+            u8.append(to_uint8_hwc(img).cpu().numpy())
+            div.append(_diversity(img, lpips_fn))
+        images = np.concatenate(u8)
+        x = images.astype(np.float64)
+        means[label], stds[label] = x.mean(0), x.std(0)
+        fid = fid_kid(inception_features(images, fid_inception, torch_device, sc.batch), real)
+        numbers[label] = {"method": method, "fid": fid["fid"], "kid": fid["kid"],
+                          "diversity": float(np.concatenate(div).mean()), "fid_record": fid}  # fmt: skip
     what = (
         "mean LPIPS of disjoint pairs" if lpips_fn else "mean RMS pixel difference of disjoint pairs (no LPIPS weights)"
     )

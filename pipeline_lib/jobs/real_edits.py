@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 
-import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -16,7 +15,8 @@ from pipeline_lib.devices import resolve_device
 from pipeline_lib.editing import AttributeFaces, layers_mask
 from pipeline_lib.encoders import build_encoder
 from pipeline_lib.evaluation.edits import draw_pairs, metrics_record
-from pipeline_lib.evaluation.metrics import compute_fid, expression_distance, identity_similarity, pose_error
+from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real_features
+from pipeline_lib.evaluation.metrics import expression_distance, identity_similarity, pose_error
 from pipeline_lib.generator import load_generator
 from pipeline_lib.images import from_uint8_hwc, to_uint8_hwc
 from pipeline_lib.latent.real_edits import edit_styles
@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 ROW_LABEL = "real identities (ours only)"
 
 
-def edit_real_faces(model, identities, attribute_faces, generator, files: dict, encoders: dict, evaluation: dict,
-                    out_metrics, out_grid, device: str) -> dict:  # fmt: skip
+def edit_real_faces(model, identities, attribute_faces, real_features, generator, files: dict, encoders: dict,
+                    evaluation: dict, out_metrics, out_grid, device: str) -> dict:  # fmt: skip
     """Edits of projected identity faces (S_id and noise maps from projection/identities.h5)."""
     enc, ev = EncoderSettings.parse(encoders), EvaluationSettings.parse(evaluation)
     dev = resolve_device(device)
@@ -75,9 +75,8 @@ def edit_real_faces(model, identities, attribute_faces, generator, files: dict, 
                 per_pair.setdefault(f"pose/{role}", []).append(pose_error(pose_a.cpu(), pose_e.cpu()))
         edited_all.append(to_uint8_hwc(edited).cpu().numpy())
     record = metrics_record({k: np.concatenate(v) for k, v in per_pair.items()}, enc.detectors)
-    with h5py.File(attributes.path, "r") as f:
-        record["fid"] = compute_fid(np.concatenate(edited_all), attributes.all_images(f), files["fid_inception"],
-                                    device=str(dev), batch_size=ev.batch_size)  # fmt: skip
+    edited_features = inception_features(np.concatenate(edited_all), files["fid_inception"], dev, ev.batch_size)
+    record["fid"] = fid_kid(edited_features, read_real_features(real_features, attribute_faces))
     record.update({"row": ROW_LABEL, "num_pairs": int(len(ids)), "seed": ev.seed, "model": str(model),
                    "identity_source": ident["attrs"]["source"], "projection_run": run_name,
                    "attribute_source": attributes.source, "num_identities": int(len(targets))})  # fmt: skip

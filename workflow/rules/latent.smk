@@ -96,6 +96,7 @@ rule sampling_comparison:
         gaussian=results("latent/gaussian.h5"),
         fid_inception=weights_input("fid_inception"),
         reference=attribute_faces_path(),
+        real_features=results("fid/real_features.h5"),
     output:
         metrics=results("latent/sampling.json"),
         figure=report(

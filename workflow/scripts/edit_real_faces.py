@@ -8,6 +8,7 @@ real_edits.edit_real_faces(
     snakemake.input.model,
     snakemake.input.identities,
     snakemake.input.attribute_faces,
+    snakemake.input.real_features,
     snakemake.input.generator,
     {name: snakemake.input[name] for name in snakemake.params.names},
     snakemake.params.encoders,

@@ -9,6 +9,7 @@ latent.sampling_comparison(
     snakemake.input.gaussian,
     snakemake.input.fid_inception,
     snakemake.input.reference,
+    snakemake.input.real_features,
     snakemake.output.metrics,
     snakemake.output.figure,
     snakemake.params.sampling_comparison,
