@@ -46,6 +46,7 @@ include: "workflow/rules/annotation.smk"
 include: "workflow/rules/real_faces.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/equivariance.smk"
 
 
 rule all:
@@ -59,3 +60,4 @@ rule all:
         rules.report_tables.output,
         rules.sparsity.output,
         rules.face_size.output,
+        equivariance_targets(),
