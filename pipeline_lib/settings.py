@@ -246,7 +246,9 @@ class RandomStyleGAN3Settings(Section):
         kwargs = dataclasses.asdict(self)
         for key in ("seed", "config"):
             kwargs.pop(key)
-        return StyleGAN3Config(**kwargs, conv_kernel=1 if self.config == "r" else 3, use_radial_filters=self.config == "r")
+        return StyleGAN3Config(
+            **kwargs, conv_kernel=1 if self.config == "r" else 3, use_radial_filters=self.config == "r"
+        )
 
 
 def generator_family(generator: dict) -> str:
@@ -261,7 +263,9 @@ def generator_family(generator: dict) -> str:
     init = generator.get("random_init")
     if init is not None and ("config" in init) != (family == "stylegan3"):
         shape = "StyleGAN3 (it has `config`)" if "config" in init else "StyleGAN2 (it has no `config`)"
-        raise ValueError(f"config generator.random_init describes a {shape} generator, but generator.family is {family}")
+        raise ValueError(
+            f"config generator.random_init describes a {shape} generator, but generator.family is {family}"
+        )
     return family
 
 

@@ -34,6 +34,9 @@ from pipeline_lib.training.losses import (
     total_loss,
 )
 
+# MS-SSIM's four 2x reductions need a side above 160 px; smaller images are compared in the
+# encoders' 256 frame instead (no generator of 256 px or more is affected).
+MS_SSIM_MIN_SIDE = 161
 LOSS_TERMS = ("total", "identity", "landmark", "euler", "reconstruction", "style_nll")
 
 
@@ -97,7 +100,10 @@ def loss_terms(
         "style_nll": style_negative_log_likelihood(S_out, data.style_mean, data.style_std),
     }
     if reconstruction:
-        terms["reconstruction"] = reconstruction_loss(targets["image"], img, alpha)
+        ref, out = targets["image"], img
+        if img.shape[-1] < MS_SSIM_MIN_SIDE:  # small generators (tests, demos): in the 256 frame
+            ref, out = encoder_view(ref), encoder_view(out)
+        terms["reconstruction"] = reconstruction_loss(ref, out, alpha)
     return terms
 
 
