@@ -9,8 +9,7 @@ import math
 
 import h5py
 import yaml
-
-from tests.test_workflow import REPO, job_counts, snakemake, write_config
+from test_workflow import REPO, job_counts, snakemake, write_config
 
 TINY_SG3 = yaml.safe_load((REPO / ".test" / "tiny_sg3.yaml").read_text())
 
