@@ -48,6 +48,7 @@ include: "workflow/rules/real_faces.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/latent.smk"  # issue 15: Wulff & Torralba
+include: "workflow/rules/equivariance.smk"
 
 
 rule all:
@@ -62,3 +63,4 @@ rule all:
         rules.sparsity.output,
         rules.face_size.output,
         rules.latent_report.output,  # issue 15
+        equivariance_targets(),

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from pipeline_lib.dataset.store import attribute_source, read_annotations, read_faces
-from pipeline_lib.generator.fast import FastSynthesis
+from pipeline_lib.generator.fast import fast_synthesis
 from pipeline_lib.generator.layers import find_layer, layer_mask, layer_range
 from pipeline_lib.images import read_images
 from pipeline_lib.mref import mapper_input
@@ -57,7 +57,7 @@ class Editor:
     def __init__(self, G, mapper, input_features: str, faces_path, annotations_path, device, dtype=torch.float32):
         self.G, self.mapper, self.input_features, self.device = G, mapper, input_features, torch.device(device)
         cuda = self.device.type == "cuda"
-        self.synthesis = FastSynthesis(G, dtype=dtype, channels_last=cuda and dtype == torch.bfloat16).to(self.device)
+        self.synthesis = fast_synthesis(G, dtype=dtype, channels_last=cuda and dtype == torch.bfloat16).to(self.device)
         faces = read_faces(faces_path)
         self.w = torch.from_numpy(faces.w).to(self.device)
         self.identity_split, self.noise_mode, self.faces_path = faces.identity_split, faces.noise_mode, faces.path

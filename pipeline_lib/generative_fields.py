@@ -153,6 +153,16 @@ def _is_paper256_geometry(G: Generator) -> bool:
     )
 
 
+def field_of_row(row: dict) -> int | None:
+    """The field width the report and the face-size comparison use, from a `table.csv` row of
+    either family: StyleGAN2's Eq. 1 (`gf_eq1`), or StyleGAN3's analytic support unclipped by the
+    image (`gf_unclipped`, which, like Eq. 1, may exceed the image)."""
+    for key in ("gf_eq1", "gf_unclipped"):
+        if row.get(key) not in (None, ""):
+            return int(row[key])
+    return None
+
+
 def write_table_csv(rows: list[dict], path) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.dataset.store import open_faces
+from pipeline_lib.encoders.base import encoder_view
 from pipeline_lib.images import from_uint8_hwc
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ def annotate_faces(
     """Run every encoder over every face of `faces.h5` in batches and write `annotations.h5`.
 
     landmark_encoders: {name: LandmarkEncoder}, stored under `landmarks/<name>`, `pose/<name>`.
+    Faces are fed in the encoders' 256x256 frame (`encoder_view`), so landmarks are in 256-frame
+    pixels whatever the generator's resolution.
     """
     t0 = time.perf_counter()
     with open_faces(faces_path) as faces, atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
@@ -46,7 +49,7 @@ def annotate_faces(
         out.create_dataset("attribute", (n, attribute_encoder.dim), dtype="f4")
         for a in tqdm(range(0, n, batch_size), desc="annotating faces", unit="batch", disable=not progress):
             b = min(a + batch_size, n)
-            x = from_uint8_hwc(torch.from_numpy(images[a:b]).to(device, non_blocking=True))
+            x = encoder_view(from_uint8_hwc(torch.from_numpy(images[a:b]).to(device, non_blocking=True)))
             for name, encoder in landmark_encoders.items():
                 landmarks, pose = encoder.landmarks_and_pose(x)
                 out[f"landmarks/{name}"][a:b] = landmarks.float().cpu().numpy()

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.dataset.integrity import ContentHasher, check_chunk_finite, nonfinite_cause
-from pipeline_lib.generator.fast import FastSynthesis
+from pipeline_lib.generator.fast import fast_synthesis
 from pipeline_lib.generator.stylegan2 import Generator
 from pipeline_lib.images import to_uint8_hwc
 from pipeline_lib.settings import DatasetSettings, load_config
@@ -135,7 +135,7 @@ class ChunkSynthesizer:
         self.G, self.settings, self.device = G, settings, torch.device(device)
         self.w_transform = w_transform  # issue 15: w [N, w_dim] -> w (log-compression); None = as mapped
         cuda = self.device.type == "cuda"
-        self.fast = FastSynthesis(G, dtype=settings.torch_dtype, channels_last=cuda).to(self.device)
+        self.fast = fast_synthesis(G, dtype=settings.torch_dtype, channels_last=cuda).to(self.device)
         self.synthesize = torch.compile(self.fast, dynamic=False) if settings.compile else self.fast
         self.cuda_graph = cuda and not settings.compile if cuda_graph is None else cuda_graph
         self._graph = None

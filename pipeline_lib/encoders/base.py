@@ -8,12 +8,33 @@ unless stated. All outputs are differentiable with respect to the pixels.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # The 51 inner landmarks of the 68-point scheme (points 18-68, 1-based: brows, nose, eyes,
 # mouth). The jaw line (1-17) moves with the head outline, not with expression; the paper's
 # attribute loss (Eq. 8) and expression metric use the inner points only.
 INNER_LANDMARKS = slice(17, 68)
+
+# Side of the frame every encoder is fed in the pipeline: their crops, face boxes and the
+# paper's numbers (face size 141.68 px) are defined on FFHQ-aligned 256x256 faces.
+ENCODER_RESOLUTION = 256
+
+
+def encoder_view(img: torch.Tensor) -> torch.Tensor:
+    """Faces of any resolution -> the 256x256 frame the encoders are fed (landmarks then come out
+    in 256-frame pixels whatever the generator's resolution, so annotations, training targets
+    and real FFHQ256 faces compare directly). An integer reduction (1024 -> 256) is a box
+    average (the "area" down-sampling of NVIDIA's projector and of e4e); anything else
+    (64 -> 256, 512 -> 256 non-integer) is antialiased bilinear. 256 is returned as is, so
+    StyleGAN2 paper256 runs are unchanged. Differentiable in the pixels."""
+    h, w = img.shape[-2:]
+    if (h, w) == (ENCODER_RESOLUTION, ENCODER_RESOLUTION):
+        return img
+    if h == w and h > ENCODER_RESOLUTION and h % ENCODER_RESOLUTION == 0:
+        return F.avg_pool2d(img, h // ENCODER_RESOLUTION)
+    size = (ENCODER_RESOLUTION, ENCODER_RESOLUTION)
+    return F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 class LandmarkEncoder(nn.Module):

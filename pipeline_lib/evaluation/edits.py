@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline_lib.editing import AttributeFaces, Editor, Encoders
+from pipeline_lib.encoders.base import ENCODER_RESOLUTION, encoder_view
 from pipeline_lib.evaluation.metrics import expression_distance, identity_similarity, pose_error, summarise
 from pipeline_lib.images import from_uint8_hwc, to_uint8_hwc
 
@@ -51,19 +52,20 @@ def evaluate(
         per_pair[f"expression/{det}"] = []
         per_pair[f"pose/{det}"] = []
     edited_all = []
-    resolution = editor.G.img_resolution
+    resolution = ENCODER_RESOLUTION  # landmarks are in the encoders' frame
     for a in tqdm(range(0, num_pairs, batch_size), desc="edits", unit="batch", disable=not progress):
         b = min(a + batch_size, num_pairs)
-        attr_img = from_uint8_hwc(torch.from_numpy(attribute_faces.read(attrs[a:b])).to(editor.device))
+        attr_img = encoder_view(from_uint8_hwc(torch.from_numpy(attribute_faces.read(attrs[a:b])).to(editor.device)))
         with torch.no_grad():
             edited, _ = editor.edit(ids[a:b], encoders.attribute.embed(attr_img), mask)
-            e_edit = encoders.identity.embed(edited)
+            edited_view = encoder_view(edited)  # the encoders' 256 frame, as the annotations
+            e_edit = encoders.identity.embed(edited_view)
             per_pair["identity"].append(
                 identity_similarity(editor.identity_embedding[torch.as_tensor(ids[a:b])].cpu(), e_edit.cpu())
             )
             for det, enc in encoders.landmarks.items():
                 lnd_a, pose_a = enc.landmarks_and_pose(attr_img)
-                lnd_e, pose_e = enc.landmarks_and_pose(edited)
+                lnd_e, pose_e = enc.landmarks_and_pose(edited_view)
                 per_pair[f"expression/{det}"].append(expression_distance(lnd_a.cpu(), lnd_e.cpu(), resolution))
                 per_pair[f"pose/{det}"].append(pose_error(pose_a.cpu(), pose_e.cpu()))
         edited_all.append(to_uint8_hwc(edited).cpu().numpy())
@@ -90,11 +92,16 @@ def edit_grid_images(
     ids = editor.identity_split[:rows]
     attr_pos = np.arange(min(cols, len(attribute_faces.indices)))
     attr_u8 = attribute_faces.read(attr_pos)
-    features = encoders.attribute.embed(from_uint8_hwc(torch.from_numpy(attr_u8).to(editor.device)))
-    edited = np.zeros((rows, len(attr_pos)) + attr_u8.shape[1:], dtype=np.uint8)
+    features = encoders.attribute.embed(encoder_view(from_uint8_hwc(torch.from_numpy(attr_u8).to(editor.device))))
+    res, ch = editor.G.img_resolution, editor.G.img_channels  # edits are at the generator's size
+    edited = np.zeros((rows, len(attr_pos), res, res, ch), dtype=np.uint8)
     for r, i in enumerate(ids):
         img, _ = editor.edit(np.full(len(attr_pos), i), features, mask)
         edited[r] = to_uint8_hwc(img).cpu().numpy()
+    if attr_u8.shape[1] != res:  # real FFHQ256 beside a generator of another size: one tile size
+        attr_img = from_uint8_hwc(torch.from_numpy(attr_u8))
+        size = (res, res)
+        attr_u8 = to_uint8_hwc(torch.nn.functional.interpolate(attr_img, size, mode="bilinear", antialias=True)).numpy()
     return editor.identity_images(ids), attr_u8, edited
 
 
@@ -111,7 +118,7 @@ def style_offsets(
     out = []
     for a in range(0, len(attrs), batch_size):
         pos = attrs[a : a + batch_size]
-        img = from_uint8_hwc(torch.from_numpy(attribute_faces.read(pos)).to(editor.device))
+        img = encoder_view(from_uint8_hwc(torch.from_numpy(attribute_faces.read(pos)).to(editor.device)))
         _, dS = editor.edit(np.full(len(pos), identity), encoders.attribute.embed(img))
         out.append(dS.float().cpu().numpy())
     return np.concatenate(out)

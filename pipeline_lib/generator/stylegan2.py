@@ -253,6 +253,8 @@ def _resample_filter() -> torch.Tensor:
 class Generator(nn.Module):
     """z -> ws -> (S, S_rgb) -> image, with the official module names."""
 
+    family = "stylegan2"  # StyleGAN3Generator says "stylegan3": stages branch on this only
+
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.cfg = cfg

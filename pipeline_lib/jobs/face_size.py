@@ -8,6 +8,7 @@ import logging
 
 from pipeline_lib.dataset.store import read_annotations, read_faces
 from pipeline_lib.evaluation.face_size import face_size_summary, write_face_size
+from pipeline_lib.generative_fields import field_of_row
 from pipeline_lib.provenance import write_job_provenance
 from pipeline_lib.settings import EncoderSettings
 
@@ -18,7 +19,7 @@ def run(faces, annotations, field_table, out_json, out_figure, encoders: dict, c
     detector = EncoderSettings.parse(encoders).landmarks_train
     notes = read_annotations(annotations, read_faces(faces), names=(), detectors=[detector])
     with open(field_table, newline="") as fh:
-        fields = {row["layer"]: int(row["gf_eq1"]) for row in csv.DictReader(fh)}
+        fields = {row["layer"]: field_of_row(row) for row in csv.DictReader(fh)}  # either family
     summary = face_size_summary(
         notes[f"landmarks/{detector}"].numpy(), dataset="synthetic (faces.h5)", detector=detector,
         fields=fields, configs=configs,

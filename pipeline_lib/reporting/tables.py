@@ -236,9 +236,10 @@ def _table3_key(key: str, spec) -> tuple[str | None, tuple[str, str] | None]:
 def _our_fields(field_table_csv, fields: Mapping[str, int] | None) -> tuple[dict[str, int], str]:
     if field_table_csv is not None:
         rows = read_field_table(field_table_csv)
-        return {
-            k: int(r["gf_eq1"]) for k, r in rows.items() if r.get("gf_eq1")
-        }, "ours, Eq. 1 (generative_fields/table.csv)"
+        from pipeline_lib.generative_fields import field_of_row  # either family's table
+
+        fields = {k: field_of_row(r) for k, r in rows.items()}
+        return {k: v for k, v in fields.items() if v is not None}, "ours, Eq. 1 (generative_fields/table.csv)"
     if fields is not None:
         return dict(fields), "as given to the report"
     return dict(PAPER256_GENERATIVE_FIELDS), "the paper's appendix Table 1 (no table.csv given)"

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pipeline_lib.generator.fast import FastSynthesis
+from pipeline_lib.encoders.base import encoder_view
+from pipeline_lib.generator.fast import fast_synthesis
 from pipeline_lib.images import from_uint8_hwc
 from pipeline_lib.mref import ReferenceMapper, mapper_input
 from pipeline_lib.settings import TrainingSettings
@@ -33,6 +34,9 @@ from pipeline_lib.training.losses import (
     total_loss,
 )
 
+# MS-SSIM's four 2x reductions need a side above 160 px; smaller images are compared in the
+# encoders' 256 frame instead (no generator of 256 px or more is affected).
+MS_SSIM_MIN_SIDE = 161
 LOSS_TERMS = ("total", "identity", "landmark", "euler", "reconstruction", "style_nll")
 
 
@@ -64,7 +68,7 @@ class EditModel(torch.nn.Module):
         self.dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
         channels_last = cuda and self.dtype == torch.bfloat16  # float32 convs are slower channels-last
         self.synthesis = (
-            FastSynthesis(G, dtype=self.dtype, channels_last=channels_last).to(device).requires_grad_(False)
+            fast_synthesis(G, dtype=self.dtype, channels_last=channels_last).to(device).requires_grad_(False)
         )
         self.identity_encoder = identity_encoder
         self.landmark_encoder = landmark_encoder
@@ -79,8 +83,9 @@ class EditModel(torch.nn.Module):
         img = self.synthesis(S, S_rgb, noise_mode=noise_mode).clamp(-1, 1)
         autocast = self.dtype == torch.bfloat16
         with torch.autocast(img.device.type, dtype=torch.bfloat16, enabled=autocast):
-            embedding = self.identity_encoder.embed(img)
-            landmarks, pose = self.landmark_encoder.landmarks_and_pose(img)
+            view = encoder_view(img)  # the 256 frame of the annotations (identity for 256 px generators)
+            embedding = self.identity_encoder.embed(view)
+            landmarks, pose = self.landmark_encoder.landmarks_and_pose(view)
         return img, embedding.float(), landmarks.float(), pose.float()
 
 
@@ -95,7 +100,10 @@ def loss_terms(
         "style_nll": style_negative_log_likelihood(S_out, data.style_mean, data.style_std),
     }
     if reconstruction:
-        terms["reconstruction"] = reconstruction_loss(targets["image"], img, alpha)
+        ref, out = targets["image"], img
+        if img.shape[-1] < MS_SSIM_MIN_SIDE:  # small generators (tests, demos): in the 256 frame
+            ref, out = encoder_view(ref), encoder_view(out)
+        terms["reconstruction"] = reconstruction_loss(ref, out, alpha)
     return terms
 
 

@@ -135,3 +135,10 @@ def check_variant(section):
             f"({sorted(config['training']['variants'])})"
         )
     return name
+
+
+def equivariance_targets():
+    """The equivariance metrics when the generator is a StyleGAN3, else nothing."""
+    if config["generator"]["family"] == "stylegan3":
+        return [results("equivariance/metrics.json")]
+    return []

@@ -1,4 +1,5 @@
-# Generative field of every conv layer: Eq. 1, the exact support and a measurement (Fig. 2).
+# Generative field of every conv layer: Eq. 1, the exact support and a measurement (Fig. 2);
+# for StyleGAN3 the analytic support beside the measurement.
 
 
 rule generative_fields:
@@ -21,5 +22,6 @@ rule generative_fields:
     params:
         seed=config["generative_fields"]["seed"],
         measure=config["generative_fields"]["measure"],
+        family=config["generator"]["family"],
     script:
         "../scripts/generative_fields.py"

@@ -13,6 +13,6 @@ if config["generator"].get("random_init") is not None:
         conda:
             "../../envs/genfields.yaml"
         params:
-            init=config["generator"]["random_init"],
+            generator=config["generator"],
         script:
             "../scripts/random_generator.py"

@@ -11,4 +11,5 @@ generative_fields.run(
     snakemake.output.provenance,
     seed=snakemake.params.seed,
     measure=snakemake.params.measure,
+    family=snakemake.params.family,
 )

@@ -1,7 +1,7 @@
-"""Build the demo's random-weight generator (official initialisation, seeded)."""
+"""Build the demo's random-weight generator of either family (official initialisation, seeded)."""
 
 from pipeline_lib.jobs import generator
 from pipeline_lib.logs import configure
 
 configure(snakemake.log[0])
-generator.run(snakemake.output.weights, snakemake.params.init)
+generator.run(snakemake.output.weights, snakemake.params.generator)
