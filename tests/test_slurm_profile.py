@@ -38,6 +38,11 @@ GPU_RULES = {
     "ablation": 1,
     "sparsity": 1,
     "real_features": 1,
+    "latent_model": 1,
+    "project_faces": 1,
+    "latent_evaluation": 1,
+    "sampling_comparison": 1,
+    "edit_real_faces": 1,
 }
 DEFAULT_PARTITION = "cpu"  # the one the fake `sinfo` marks with *
 
@@ -185,7 +190,9 @@ def pipeline_run(tmp_path_factory):
     )
     assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
     try:
-        proc = slurm_run("--configfile", cfg, cwd=work, state=state)
+        # The paper's DAG up to the report (13 SLURM jobs); the W&T and StyleGAN3 stages run in the
+        # local workflow tests, and their SLURM resources are checked by the dry run below.
+        proc = slurm_run("results/report/tables.md", "--configfile", cfg, cwd=work, state=state)
         yield work, state, proc
     finally:
         kill_leftovers(state)
@@ -197,7 +204,7 @@ def test_dry_run_lists_the_full_reproduction_without_slurm_installed(tmp_path):
     proc = snakemake("-n", "--profile", PROFILE, "--directory", tmp_path, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert job_counts(proc.stdout + proc.stderr) == {
-        "download_weights": 9,
+        "download_weights": 10,
         "generative_fields": 1,
         "synthesize_shard": 4,
         "merge_dataset": 1,
@@ -210,10 +217,19 @@ def test_dry_run_lists_the_full_reproduction_without_slurm_installed(tmp_path):
         "face_size": 1,
         "real_features": 1,
         "report_tables": 1,
+        "latent_model": 1,
+        "project_faces": 3,
+        "latent_evaluation": 1,
+        "sampling_comparison": 1,
+        "edit_real_faces": 1,
+        "latent_report": 1,
         "all": 1,
     }
-    # the profile's per-rule resources reach the jobs
+    # every GPU rule runs on the profile's GPU partition (a GPU asked for elsewhere is refused)
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    for rule in GPU_RULES:
+        assert expected_resources(profile, rule).get("slurm_partition") == "gpu", rule
+    # the profile's per-rule resources reach the jobs
     ann = expected_resources(profile, "annotate_dataset")
     assert re.search(rf"mem_mb={ann['mem_mb']},.*runtime={ann['runtime']},.*gpu=1", proc.stdout + proc.stderr)
 
@@ -245,7 +261,7 @@ def test_pipeline_runs_through_the_slurm_profile(pipeline_run):
         "face_size": 1,
         "real_features": 1,
         "report_tables": 1,
-    }  # `all` has no job of its own: Snakemake finishes it locally
+    }  # the target is the report: every job of the paper's DAG, each a SLURM job
     assert all(job["state"] == "COMPLETED" for job in submitted), [(j["id"], j["state"]) for j in submitted]
 
     # job ids: unique, and the ones the plugin parsed from sbatch --parsable
