@@ -127,3 +127,25 @@ def test_sparsity_job_writes_both_figures_over_every_channel(setup, tmp_path):
     reuse = list(csv.DictReader(open(outputs["reuse_csv"])))
     assert 10 <= len(reuse) <= 40 and all(r["conv_layer"].startswith("conv") for r in reuse)
     assert outputs["reuse_png"].stat().st_size > 10_000
+
+
+def test_face_size_of_the_real_faces_with_the_real_detector(setup, tmp_path):
+    """Sec. 4.2.2 on real faces: the shared FFHQ-aligned faces through the real 3DDFA_V2 weights
+    land near the paper's 141.68 px, beside the synthetic set's summary."""
+    from pipeline_lib.generative_fields import field_table, write_table_csv
+    from pipeline_lib.jobs import face_size
+
+    folder, inputs, files = setup
+    table = tmp_path / "table.csv"
+    write_table_csv(field_table(load_generator(inputs["generator_path"]), measure=False), table)
+    record = face_size.run(
+        inputs["faces_path"], inputs["annotations_path"], table, tmp_path / "face_size.json", tmp_path / "fs.png",
+        ENCODERS_CFG, {"config4": ["conv3", "conv6"]}, real_faces=folder / "ffhq256.h5", files=files,
+        batch_size=32, device="cpu",
+    )  # fmt: skip
+    assert set(record) == {"synthetic (faces.h5)", "real (FFHQ)"}
+    real = record["real (FFHQ)"]
+    assert real["n"] == 81 and real["detector"] == ENCODERS_CFG["landmarks"]["train"]
+    assert 120 < real["mean"] < 165 and real["std"] < 20
+    assert json.loads((tmp_path / "face_size.json").read_text())["real (FFHQ)"]["mean"] == real["mean"]
+    assert (tmp_path / "fs.png").stat().st_size > 5_000

@@ -142,3 +142,21 @@ def equivariance_targets():
     if config["generator"]["family"] == "stylegan3":
         return [results("equivariance/metrics.json")]
     return []
+
+
+def face_size_inputs(wildcards):
+    """The face-size stage reads the real faces (and its detector's files) only when configured."""
+    inputs = {
+        "faces": results("dataset/faces.h5"),
+        "annotations": results("dataset/annotations.h5"),
+        "field_table": results("generative_fields/table.csv"),
+    }
+    if config["ffhq"]["source"]:
+        inputs["real_faces"] = results("ffhq/ffhq256.h5")
+        inputs.update({name: weights_input(name)() for name in training_detector_names()})
+    return inputs
+
+
+def training_detector_names():
+    """Registry names of the training landmark detector's files."""
+    return sorted(weights_needed(config["encoders"]["landmarks"]["train"]))

@@ -158,9 +158,7 @@ rule report_tables:
 
 rule face_size:
     input:
-        faces=results("dataset/faces.h5"),
-        annotations=results("dataset/annotations.h5"),
-        field_table=results("generative_fields/table.csv"),
+        unpack(face_size_inputs),
     output:
         json=results("analysis/face_size.json"),
         figure=report(
@@ -172,8 +170,13 @@ rule face_size:
         results("logs/face_size.log"),
     conda:
         "../../envs/genfields.yaml"
+    resources:
+        gpu=1 if config["ffhq"]["source"] else 0,  # the detector runs only on real faces
     params:
         encoders=config["encoders"],
         configs=config["ablation"]["configs"],
+        names=training_detector_names(),
+        batch_size=config["annotation"]["batch_size"],
+        device=config["device"],
     script:
         "../scripts/face_size.py"

@@ -12,4 +12,8 @@ face_size.run(
     snakemake.output.figure,
     snakemake.params.encoders,
     snakemake.params.configs,
+    real_faces=snakemake.input.get("real_faces"),
+    files={name: snakemake.input[name] for name in snakemake.params.names if name in snakemake.input.keys()},
+    batch_size=snakemake.params.batch_size,
+    device=snakemake.params.device,
 )
