@@ -1,0 +1,161 @@
+"""The sections of the paper's pipeline: dataset, demo generator, encoders, training variants,
+evaluation and sparsity."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from pipeline_lib.settings.base import Section
+
+
+@dataclass(frozen=True)
+class DatasetSettings(Section):
+    SECTION = "dataset"
+    num_identity: int  # identity images (paper Sec. 4: 36,000)
+    num_attribute: int  # attribute images (paper Sec. 4: 12,000)
+    seed: int  # face i is drawn from a random stream seeded by (seed, i)
+    truncation_psi: float  # 1.0 = no truncation
+    noise_mode: str  # the synthesis noise: const (the stored noise maps), random or none
+    shard_size: int  # faces per shard job; a multiple of chunk_size
+    batch_size: int  # faces per write step; a multiple of chunk_size
+    chunk_size: int  # faces per network evaluation: fixed, so a face never depends on batching
+    dtype: str  # compute dtype of the synthesis convolutions
+    compile: bool  # torch.compile the synthesis network (GPU)
+
+    @property
+    def num_faces(self) -> int:
+        return self.num_identity + self.num_attribute
+
+
+@dataclass(frozen=True)
+class RandomGeneratorSettings(Section):
+    SECTION = "generator.random_init"
+    seed: int  # seed of the official random initialisation
+    z_dim: int  # latent z width
+    w_dim: int  # intermediate latent w width
+    img_resolution: int  # output resolution
+    num_mapping_layers: int  # mapping network depth
+    channel_base: int  # channels = min(channel_base / resolution, channel_max)
+    channel_max: int  # channel cap
+    conv_clamp: float | None  # clamp of every conv output (train.py sets 256)
+
+    def generator_kwargs(self) -> dict:
+        """The GeneratorConfig arguments (everything but the seed)."""
+        kwargs = dataclasses.asdict(self)
+        kwargs.pop("seed")
+        return kwargs
+
+
+@dataclass(frozen=True)
+class EncoderSettings(Section):
+    SECTION = "encoders"
+    landmarks_train: str  # landmark/pose detector the losses use
+    landmarks_eval: str  # an independent detector for evaluation (an editor can fool its own)
+    identity: str  # identity embedding network (L_id, Table 1's ID)
+    attribute: str  # attribute features fed to M_ref
+
+    @classmethod
+    def parse(cls, raw: dict, where: str | None = None):
+        flat = {
+            "landmarks_train": raw["landmarks"]["train"],
+            "landmarks_eval": raw["landmarks"]["eval"],
+            "identity": raw["identity"],
+            "attribute": raw["attribute"],
+        }
+        return super().parse(flat, where)
+
+    @property
+    def detectors(self) -> dict[str, str]:
+        """{"train": kind, "eval": kind}: the two landmark detectors by role."""
+        return {"train": self.landmarks_train, "eval": self.landmarks_eval}
+
+    def kinds(self) -> list[str]:
+        return [self.landmarks_train, self.landmarks_eval, self.identity, self.attribute]
+
+
+# Keys of the `training` section that are not per-variant settings of the run.
+_TRAINING_META = ("variants",)
+
+
+@dataclass(frozen=True)
+class TrainingSettings(Section):
+    """One variant's settings: the `training` section with the variant's entries on top."""
+
+    SECTION = "training"
+    variant: str  # its name: results/models/{variant}/mref.pt
+    label: str  # its name in reports
+    input_features: str  # "attribute" or "identity+attribute" (feature concatenation)
+    hidden: tuple  # hidden widths of the M_ref MLP
+    lambda_id: float  # weight of L_id (Eq. 7)
+    lambda_attr: float  # weight of L_attr (Eq. 8)
+    lambda_rec: float  # weight of L_rec (Eqs. 9-11), reconstruction steps only
+    lambda_reg: float  # weight of Eq. 12's -L(S); 0 = off
+    alpha: float  # MS-SSIM share of L_rec
+    euler_loss: bool  # add the Euler-angle term to L_attr (Eq. 8)
+    batch_size: int  # global batch, split evenly over the GPUs
+    num_steps: int  # optimiser steps
+    lr: float  # learning rate at step 0
+    lr_end: float  # learning rate at the last step (exponential decay)
+    betas: tuple  # Adam's betas
+    cross_frequency: int  # steps whose index divides by it pair different faces
+    seed: int  # seed of the initialisation and of every batch
+    precision: str  # compute dtype of the frozen generator and encoders
+    compile: bool  # torch.compile the step (GPU)
+    gpus: int  # processes (GPUs) of one training job
+    checkpoint_every: int  # steps between checkpoints
+    log_every: int  # steps between loss flushes
+    sample_every: int  # steps between sample grids
+
+    num_samples = 4  # pairs in each sample grid (a figure setting, not a config key)
+
+    @classmethod
+    def for_variant(cls, training: dict, variant: str) -> TrainingSettings:
+        variants = training["variants"]
+        if variant not in variants or variants[variant] is None:
+            raise KeyError(f"no training variant {variant!r} in config.yaml; defined: {sorted(variants)}")
+        merged = {k: v for k, v in training.items() if k not in _TRAINING_META}
+        merged.setdefault("lambda_reg", 0.0)
+        merged.setdefault("euler_loss", False)
+        merged.update(variants[variant])
+        merged.setdefault("label", variant)
+        settings = cls.parse({**merged, "variant": variant}, f"training.variants.{variant}")
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.input_features not in ("attribute", "identity+attribute"):
+            raise ValueError(f"input_features must be attribute or identity+attribute, got {self.input_features!r}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be float32 or bfloat16, got {self.precision!r}")
+        if self.batch_size % self.gpus:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of gpus {self.gpus}")
+        if self.num_steps < 1 or self.cross_frequency < 1:
+            raise ValueError("num_steps and cross_frequency must be at least 1")
+
+    def fingerprint_dict(self) -> dict:
+        """What the weights depend on; logging cadence, GPU count and names are left out."""
+        d = dataclasses.asdict(self)
+        for key in ("checkpoint_every", "log_every", "sample_every", "gpus", "compile", "label"):
+            d.pop(key)
+        return d
+
+
+@dataclass(frozen=True)
+class EvaluationSettings(Section):
+    SECTION = "evaluation"
+    num_pairs: int  # (identity, attribute) pairs per trained variant (Tables 1-2: 1,000)
+    seed: int  # seed of the pairs
+    batch_size: int  # edits per batch
+    grid: tuple  # rows (identity faces) x columns (attribute faces) of the edit grid
+
+
+@dataclass(frozen=True)
+class SparsitySettings(Section):
+    SECTION = "sparsity"
+    variant: str  # trained variant whose dS is analysed
+    histogram_tests: int  # edits of one identity face for Fig. 7; 0 = every attribute face
+    bins: int  # histogram bins of Fig. 7
+    threshold: float  # Fig. 7's dashed line: channels above it "do" the edit
+    reuse_tests: int  # tests of Fig. 8 (Eqs. 13-15)
+    top_k: int  # channels per test in Fig. 8
