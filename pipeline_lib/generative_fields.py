@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from pipeline_lib.atomic import atomic_path
+from pipeline_lib.generator.perturbation import perturbation_support
 from pipeline_lib.reporting.paper import PAPER256_GENERATIVE_FIELDS
 
 if TYPE_CHECKING:
@@ -72,46 +73,9 @@ def fir_aware_fields(G: Generator) -> list[int]:
 
 @torch.no_grad()
 def measured_fields(G: Generator, seed: int = 0) -> list[tuple[int, int]]:
-    """(width, height) of the changed output region for a unit perturbed at each conv input.
-
-    Sample i of a batch has conv layer i's input perturbed at its centre (all channels); the
-    same batch is run once more without perturbation. Comparing each sample with itself at the
-    same batch position keeps pixels outside the field bit-equal (CPU conv kernels may round a
-    sample differently at another batch position). Float64, so that no change is rounded away.
-    """
-    convs = G.conv_layers
-    z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(seed))
-    original_dtype = next(G.parameters()).dtype
-    G64 = G.to(torch.float64)
-    handles = []
-    try:
-        ws = G64.mapping(z).repeat(len(convs), 1, 1).double()
-        S, S_rgb = G64.styles(ws)
-        reference = G64.synthesize(S, S_rgb, noise_mode="none")
-        for i, spec in enumerate(convs):
-
-            def perturb(module, args, i=i):
-                x = args[0].clone()
-                c = x.shape[-1] // 2
-                x[i, :, c, c] += 1.0
-                return (x,) + tuple(args[1:])
-
-            handles.append(G64.module_of(spec).register_forward_pre_hook(perturb))
-        img = G64.synthesize(S, S_rgb, noise_mode="none")
-    finally:
-        for h in handles:
-            h.remove()
-        G.to(original_dtype)
-    sizes = []
-    for i in range(len(convs)):
-        changed = (img[i] != reference[i]).any(dim=0)
-        rows = changed.any(dim=1).nonzero()
-        cols = changed.any(dim=0).nonzero()
-        if len(rows) == 0:
-            sizes.append((0, 0))
-        else:
-            sizes.append((int(cols.max() - cols.min() + 1), int(rows.max() - rows.min() + 1)))
-    return sizes
+    """(width, height) of the changed output region for a unit perturbed at each conv input
+    (noise off, so that only the perturbation changes pixels)."""
+    return perturbation_support(G, G.conv_layers, seed, noise_mode="none")
 
 
 def field_table(G: Generator, measure: bool = True, seed: int = 0) -> list[dict]:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from pipeline_lib.generator.perturbation import perturbation_support
+
 if TYPE_CHECKING:
     from pipeline_lib.generator.stylegan3 import StyleGAN3Generator
     from pipeline_lib.generator.stylegan3_layers import StyleGAN3LayerSpec
@@ -57,43 +59,8 @@ def analytic_fields(rows: Sequence[StyleGAN3LayerSpec], clip: bool = True) -> li
 @torch.no_grad()
 def measured_fields(G: StyleGAN3Generator, seed: int = 0) -> list[tuple[int, int]]:
     """(width, height) of the changed output region for a unit perturbed at each layer input
-    (L0..L14, all channels, at index in_size // 2), in float64.
-
-    Sample i of the batch has layer i's input perturbed; the batch is run once more without it.
-    Every sample uses the same w, so the batch-wide style normalisation is the same in both runs.
-    """
-    layers = [s for s in G.layers if s.kind != "input"]
-    z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(seed))
-    original_dtype = next(G.parameters()).dtype
-    G64 = G.to(torch.float64)
-    handles = []
-    try:
-        ws = G64.mapping(z.double()).repeat(len(layers), 1, 1)
-        S, S_rest = G64.styles(ws)
-        reference = G64.synthesize(S, S_rest)
-        for i, spec in enumerate(layers):
-
-            def perturb(module, args, i=i):
-                x = args[0].clone()
-                c = x.shape[-1] // 2
-                x[i, :, c, c] += 1.0
-                return (x,) + tuple(args[1:])
-
-            handles.append(G64.module_of(spec).register_forward_pre_hook(perturb))
-        img = G64.synthesize(S, S_rest)
-    finally:
-        for h in handles:
-            h.remove()
-        G.to(original_dtype)
-    sizes = []
-    for i in range(len(layers)):
-        changed = (img[i] != reference[i]).any(dim=0)
-        rows, cols = changed.any(dim=1).nonzero(), changed.any(dim=0).nonzero()
-        if len(rows) == 0:
-            sizes.append((0, 0))
-        else:
-            sizes.append((int(cols.max() - cols.min() + 1), int(rows.max() - rows.min() + 1)))
-    return sizes
+    (L0..L14, all channels, at index in_size // 2), in float64."""
+    return perturbation_support(G, [s for s in G.layers if s.kind != "input"], seed)
 
 
 def field_table(G: StyleGAN3Generator, measure: bool = True, seed: int = 0) -> list[dict]:
