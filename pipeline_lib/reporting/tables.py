@@ -14,7 +14,7 @@ Input: one metrics dict per trained variant (Tables 1-2) and per ablation config
         "pose": {"train": {...}, "eval": {...}},                 # as expression
     }
 
-The FID entry may also be `edit_metrics.compute_fid`'s dict ({"fid": x, "num_a", "num_b", ...}).
+The FID entry may also be `evaluation.metrics.compute_fid` (or `evaluation.fid.fid_kid`)'s dict ({"fid": x, "num_a", "num_b", ...}).
 A bare number stands for {"value": x} / {"mean": x}; a flat {"mean", "sem", "n"} under
 "expression" or "pose" counts as the training detector's. Ours is printed as mean ± standard
 error where a standard error is given. Paper values come from `paper_reference` and are
