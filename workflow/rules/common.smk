@@ -108,8 +108,9 @@ def evaluation_weight_names():
     return sorted({*encoder_weight_names(), "fid_inception"})
 
 
-def evaluation_inputs(variant):
-    """Input function: a trained variant, the dataset, the attribute faces and every encoder."""
+def evaluation_inputs(variant, fid=True):
+    """Input function: a trained variant, the dataset, the attribute faces, every encoder and,
+    for the jobs that compute FID/KID, the real faces' cached Inception features."""
 
     def inputs(wildcards):
         v = variant if variant else wildcards.variant
@@ -118,9 +119,10 @@ def evaluation_inputs(variant):
             "faces": results("dataset/faces.h5"),
             "annotations": results("dataset/annotations.h5"),
             "attribute_faces": attribute_faces_path(),
-            "real_features": results("fid/real_features.h5"),
             "generator": generator_weights(),
         }
+        if fid:
+            files["real_features"] = results("fid/real_features.h5")
         files.update({name: weights_input(name)() for name in evaluation_weight_names()})
         return files
 

@@ -95,7 +95,7 @@ rule ablation:
 
 rule sparsity:
     input:
-        unpack(evaluation_inputs(check_variant("sparsity"))),
+        unpack(evaluation_inputs(check_variant("sparsity"), fid=False)),
     output:
         histogram_csv=results("analysis/histogram.csv"),
         histogram_summary=results("analysis/histogram_summary.json"),
