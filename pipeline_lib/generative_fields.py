@@ -14,10 +14,13 @@ import csv
 from typing import TYPE_CHECKING
 
 import torch
+from matplotlib import colormaps, patheffects
+from matplotlib.patches import Rectangle
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.generator.perturbation import perturbation_support
 from pipeline_lib.reporting.paper import PAPER256_GENERATIVE_FIELDS
+from pipeline_lib.reporting.style import new_figure, save_figure
 
 if TYPE_CHECKING:
     from pipeline_lib.generator.stylegan2 import Generator
@@ -134,33 +137,33 @@ def write_table_csv(rows: list[dict], path) -> None:
         writer.writerows(rows)
 
 
+def draw_field_squares(ax, image: torch.Tensor, squares: list[tuple[int, str]], title: str) -> int:
+    """Paper Fig. 2's left panel, for either family: one centred square per layer, of its field
+    size, on a generated image; returns the image size R. `squares` is [(size, label), ...]."""
+    img = image.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    R = img.shape[0]
+    ax.imshow(img)
+    cmap = colormaps["viridis"]
+    for i, (gf, label) in enumerate(squares):
+        colour = cmap(i / max(len(squares) - 1, 1))
+        square = Rectangle((R / 2 - gf / 2, R / 2 - gf / 2), gf, gf, fill=False, lw=1.6, ec=colour, label=label)
+        square.set_path_effects([patheffects.withStroke(linewidth=3.2, foreground="black")])
+        ax.add_patch(square)
+    ax.set_xlim(-0.5, R - 0.5)
+    ax.set_ylim(R - 0.5, -0.5)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.axis("off")
+    return R
+
+
 def plot_fields(rows: list[dict], image, path, title: str = "") -> None:
     """Paper Fig. 2: squares of each layer's generative field on a generated image, beside a
     bar chart of Eq. 1, the FIR-aware support and the measurement."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib import patheffects
-    from matplotlib.patches import Rectangle
-
-    img = image.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    R = img.shape[0]
-    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(13, 6), gridspec_kw={"width_ratios": [1, 1.25]})
-    ax_img.imshow(img)
-    cmap = plt.get_cmap("viridis")
-    for i, row in enumerate(rows):
-        gf = row["gf_eq1"]
-        colour = cmap(i / max(len(rows) - 1, 1))
-        square = Rectangle((R / 2 - gf / 2, R / 2 - gf / 2), gf, gf, fill=False, lw=1.6, ec=colour)
-        square.set_label(f"{row['layer']}: {gf}")
-        square.set_path_effects([patheffects.withStroke(linewidth=3.2, foreground="black")])
-        ax_img.add_patch(square)
-    ax_img.set_xlim(-0.5, R - 0.5)
-    ax_img.set_ylim(R - 0.5, -0.5)
-    ax_img.set_title("Generative field (Eq. 1) of each conv layer, centred")
-    ax_img.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    ax_img.axis("off")
+    fig = new_figure(13, 6)
+    ax_img, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
+    squares = [(row["gf_eq1"], f"{row['layer']}: {row['gf_eq1']}") for row in rows]
+    R = draw_field_squares(ax_img, image, squares, "Generative field (Eq. 1) of each conv layer, centred")
 
     names = [r["layer"] for r in rows]
     x = range(len(rows))
@@ -178,8 +181,7 @@ def plot_fields(rows: list[dict], image, path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def write_generative_fields(G: Generator, table_path, figure_path, seed: int = 0, measure: bool = True) -> list[dict]:

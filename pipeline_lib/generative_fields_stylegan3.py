@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from pipeline_lib.atomic import atomic_path
-from pipeline_lib.generative_fields import write_table_csv
+from pipeline_lib.generative_fields import draw_field_squares, write_table_csv
 from pipeline_lib.generator.stylegan3_fields import field_table
 from pipeline_lib.reporting.style import new_figure, save_figure
 
@@ -58,26 +58,12 @@ def stylegan3_field_rows(G, measure: bool = True, seed: int = 0) -> list[dict]:
 def plot_stylegan3_fields(rows: list[dict], image: torch.Tensor, path, title: str = "") -> None:
     """Fig. 2 for StyleGAN3: each conv layer's analytic support as a centred square on a
     generated image, beside bars of the analytic (clipped, unclipped) and measured widths."""
-    from matplotlib import colormaps, patheffects
-    from matplotlib.patches import Rectangle
-
-    img = image.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    R = img.shape[0]
     fig = new_figure(13, 6)
     ax_img, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
-    ax_img.imshow(img)
-    cmap = colormaps["viridis"]
-    for i, row in enumerate(rows):
-        gf = int(row["gf_analytic"])
-        square = Rectangle((R / 2 - gf / 2, R / 2 - gf / 2), gf, gf, fill=False, lw=1.6,
-                           ec=cmap(i / max(len(rows) - 1, 1)), label=f"{row['layer']} ({row['nvidia_name']}): {gf}")  # fmt: skip
-        square.set_path_effects([patheffects.withStroke(linewidth=3.2, foreground="black")])
-        ax_img.add_patch(square)
-    ax_img.set_xlim(-0.5, R - 0.5)
-    ax_img.set_ylim(R - 0.5, -0.5)
-    ax_img.set_title("Analytic generative field of each conv layer, centred")
-    ax_img.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    ax_img.axis("off")
+    squares = [
+        (int(row["gf_analytic"]), f"{row['layer']} ({row['nvidia_name']}): {int(row['gf_analytic'])}") for row in rows
+    ]
+    R = draw_field_squares(ax_img, image, squares, "Analytic generative field of each conv layer, centred")
     x = list(range(len(rows)))
     width = 0.27
     ax_bar.bar([i - width for i in x], [int(r["gf_unclipped"]) for r in rows], width, label="analytic, unclipped")
