@@ -357,3 +357,16 @@ def test_paper_values_are_numbers_or_none():
     assert all(row["fid"] is None for row in paper_reference.PAPER_TABLE3.values())  # no FID column in Table 3
     assert paper_reference.PAPER_SPARSITY["union_size"] == 94 and paper_reference.PAPER_FACE_SIZE == 141.68
     assert sum(r[3] for r in paper_reference.PAPER256_APPENDIX.values()) == paper_reference.PAPER_STYLE_DIM == 4928
+
+
+def test_field_source_names_the_method_of_the_generators_family(tmp_path):
+    """A StyleGAN3 table has no Eq. 1 column: its widths must not be labelled Eq. 1."""
+    ranges = {"config1": ["conv0", "conv3"]}
+    sg2 = tmp_path / "sg2.csv"
+    sg2.write_text("layer,gf_eq1,gf_paper\n" + "".join(f"conv{i},{600 - 40 * i},1\n" for i in range(13)))
+    sg3 = tmp_path / "sg3.csv"
+    sg3.write_text("layer,gf_unclipped,gf_measured\n" + "".join(f"conv{i},{300 - 20 * i},1\n" for i in range(13)))
+    t2 = section(write_tables(tmp_path / "a.md", {}, {}, None, ranges, field_table_csv=sg2), "## Table 3")
+    t3 = section(write_tables(tmp_path / "b.md", {}, {}, None, ranges, field_table_csv=sg3), "## Table 3")
+    assert "ours, Eq. 1" in t2 and "Eq. 1" not in t3.replace("no Eq. 1", "")
+    assert "StyleGAN3's analytic support" in t3

@@ -239,7 +239,9 @@ def _our_fields(field_table_csv, fields: Mapping[str, int] | None) -> tuple[dict
         from pipeline_lib.generative_fields import field_of_row  # either family's table
 
         fields = {k: field_of_row(r) for k, r in rows.items()}
-        return {k: v for k, v in fields.items() if v is not None}, "ours, Eq. 1 (generative_fields/table.csv)"
+        eq1 = any(r.get("gf_eq1") not in (None, "") for r in rows.values())
+        method = "Eq. 1" if eq1 else "StyleGAN3's analytic support (no Eq. 1 for that family)"
+        return {k: v for k, v in fields.items() if v is not None}, f"ours, {method} (generative_fields/table.csv)"
     if fields is not None:
         return dict(fields), "as given to the report"
     return dict(PAPER256_GENERATIVE_FIELDS), "the paper's appendix Table 1 (no table.csv given)"
