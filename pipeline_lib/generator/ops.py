@@ -1,6 +1,8 @@
 """The elementwise and filtering operations of StyleGAN2-ADA, as its reference (non-CUDA) paths
 compute them: bias + activation with gain and clamp, FIR filtering and up-sampling with the
-[1, 3, 3, 1] filter, and the polyphase form of the up-sampling conv used by the fast path."""
+[1, 3, 3, 1] filter, and the two forms of the up-sampling conv the fast path can run: polyphase
+(the conv and the FIR as one 6x6 kernel, four 3x3 phases) and transposed-conv phases (the conv's
+nine taps as four 2x2 phase kernels, the FIR applied afterwards to the phase maps)."""
 
 from __future__ import annotations
 
@@ -65,3 +67,57 @@ def polyphase_up_weight(weight: torch.Tensor, resample_filter: torch.Tensor) -> 
             cols = torch.tensor([4 + q, 2 + q, q], device=weight.device)
             phases.append(c.index_select(2, rows).index_select(3, cols))
     return torch.stack(phases, dim=1).reshape(o * 4, i, 3, 3)
+
+
+# Row taps of the transposed conv's two output parities, as a 2-tap correlation over
+# (x[i-1], x[i]): t[2i] = x[i] w[0] + x[i-1] w[2] and t[2i+1] = x[i] w[1] (None = a zero tap).
+_PARITY_TAPS = {0: (2, 0), 1: (None, 1)}
+
+
+def transpose_phase_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The stride-2 transposed 3x3 conv (NVIDIA's, before its FIR) as 2x2 phase kernels:
+    [O, I, 3, 3] -> [4*O, I, 2, 2], output channel (2r + c) * O + o for output parity (r, c).
+
+    A conv of the low-resolution input with these kernels (padding 1) yields the four parity
+    maps t[2i + r, 2k + c], each [H + 1, W + 1]; the odd maps' last row/column is zero, as the
+    FIR's padding needs. 16 of the 36 taps polyphase needs (9 are non-zero): the FIR is left
+    out of the channel-mixing conv and done by `fir_up_from_phases` at a pass's cost.
+    """
+    o, i = weight.shape[:2]
+    k = weight.new_zeros(2, 2, o, i, 2, 2)
+    for r, c in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        for a, ra in enumerate(_PARITY_TAPS[r]):
+            for b, cb in enumerate(_PARITY_TAPS[c]):
+                if ra is not None and cb is not None:
+                    k[r, c, :, :, a, b] = weight[:, :, ra, cb]
+    return k.reshape(4 * o, i, 2, 2)
+
+
+def _fir_up_1d(even: torch.Tensor, odd: torch.Tensor, taps: tuple[float, ...], dim: int):
+    """Both output parities of 'pad 1, correlate with the 4 taps' over the signal interleaved
+    from `even` and `odd` (n + 1 samples each, odd's last one zero): y[2j + p], j < n."""
+    n = even.shape[dim] - 1
+    e0, e1 = even.narrow(dim, 0, n), even.narrow(dim, 1, n)
+    d0, d1 = odd.narrow(dim, 0, n), odd.narrow(dim, 1, n)
+    pad = [0, 0] * (even.ndim - 1 - dim % even.ndim) + [1, 0]
+    d_prev = F.pad(odd.narrow(dim, 0, n - 1), pad)  # odd[j - 1], zero before the start
+    g0, g1, g2, g3 = taps
+    return g0 * d_prev + g1 * e0 + g2 * d0 + g3 * e1, g0 * e0 + g1 * d0 + g2 * e1 + g3 * d1
+
+
+def fir_up_from_phases(phases: list[list[torch.Tensor]], resample_filter: torch.Tensor) -> torch.Tensor:
+    """NVIDIA's FIR after the transposed conv (pad 1, 4x4 filter, gain 4) computed from the
+    parity maps `phases[r][c]` [N, C, H + 1, W + 1] of its input: image [N, C, 2H, 2W].
+
+    The filter is separable, so each output parity is a 4-term sum over two parity maps per
+    axis; `torch.compile` turns the slices and sums into one pass that also holds the epilogue.
+    """
+    f1 = resample_filter.sum(dim=1)
+    if f1.numel() != 4 or not torch.allclose(torch.outer(f1, f1), resample_filter):
+        raise ValueError("fir_up_from_phases needs a separable 4-tap resample filter")
+    taps = tuple(float(v) * 2.0 for v in f1.flip(0))  # gain 2 per axis; correlation order
+    rows = [_fir_up_1d(phases[0][c], phases[1][c], taps, dim=2) for c in (0, 1)]  # [c][p]
+    out = [_fir_up_1d(rows[0][p], rows[1][p], taps, dim=3) for p in (0, 1)]  # [p][q]
+    n, ch, h, w = out[0][0].shape
+    grid = torch.stack([torch.stack(out[p], dim=-1) for p in (0, 1)], dim=3)  # [N, C, H, 2, W, 2]
+    return grid.reshape(n, ch, 2 * h, 2 * w)

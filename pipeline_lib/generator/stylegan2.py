@@ -32,6 +32,9 @@ from pipeline_lib.generator.ops import (  # noqa: F401 (re-exported for the fast
 
 RESAMPLE_TAPS = (1.0, 3.0, 3.0, 1.0)
 NOISE_MODES = ("const", "random", "none")
+# train.py runs the top 4 resolutions in fp16 for every configuration (unless --fp32); the
+# value assumed for a generator whose stored kwargs do not say (random stand-ins, old exports).
+TRAIN_PY_NUM_FP16_RES = 4
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,17 @@ class GeneratorConfig:
 
     def channels(self, res: int) -> int:
         return min(self.channel_base // res, self.channel_max)
+
+    @property
+    def num_fp16_res(self) -> int:
+        return int(self.extra.get("num_fp16_res", TRAIN_PY_NUM_FP16_RES))
+
+    def fp16_resolution(self, num_fp16_res: int | None = None) -> int:
+        """The smallest block resolution NVIDIA's code runs in fp16 on a GPU (`use_fp16` is
+        res >= this; above img_resolution when num_fp16_res is 0). Only the fast path's mixed
+        precision mode reads it: this implementation computes in float32."""
+        n = self.num_fp16_res if num_fp16_res is None else num_fp16_res
+        return max(2 ** (int(math.log2(self.img_resolution)) + 1 - n), 8)
 
     def to_official_kwargs(self) -> dict:
         """The kwargs `training.networks.Generator` takes, as stored in `_init_kwargs`."""
