@@ -49,6 +49,7 @@ SHARED_ATTRS = (
     "noise_mode",
     "chunk_size",
     "dtype",
+    "synthesis_arithmetic",
     "num_faces",
     "dataset_id",
 )
@@ -62,7 +63,7 @@ class SynthesisSettings:
     global_seed: int  # face i is drawn from a random stream seeded by (global_seed, i)
     truncation_psi: float  # 1.0 = no truncation
     chunk_size: int  # faces per network evaluation
-    dtype: str  # compute dtype of the synthesis convs; styles are always float32
+    dtype: str  # synthesis precision mode (generator/fast.py PRECISIONS); styles are always float32
     noise_mode: str  # const, random or none
     compile: bool  # torch.compile the synthesis network (GPU); not part of the dataset's identity
 
@@ -81,10 +82,6 @@ class SynthesisSettings:
             noise_mode=dataset.noise_mode,
             compile=dataset.compile,
         )
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
 
 
 def dataset_id(generator_sha256: str, settings: SynthesisSettings, num_faces: int, sampling: dict | None = None) -> str:
@@ -135,7 +132,7 @@ class ChunkSynthesizer:
         self.G, self.settings, self.device = G, settings, torch.device(device)
         self.w_transform = w_transform  # issue 15: w [N, w_dim] -> w (log-compression); None = as mapped
         cuda = self.device.type == "cuda"
-        self.fast = fast_synthesis(G, dtype=settings.torch_dtype, channels_last=cuda).to(self.device)
+        self.fast = fast_synthesis(G, dtype=settings.dtype, channels_last=cuda).to(self.device)
         self.synthesize = torch.compile(self.fast, dynamic=False) if settings.compile else self.fast
         self.cuda_graph = cuda and not settings.compile if cuda_graph is None else cuda_graph
         self._graph = None
@@ -292,6 +289,7 @@ def write_shard(
                 **({"sampling": json.dumps(sampling, sort_keys=True)} if sampling is not None else {}),
                 "layer_table": _layer_table_json(G),
                 "device_type": synth.device.type,
+                "synthesis_arithmetic": synth.fast.arithmetic,  # what `dtype` computed, in words
                 "cpu_threads": torch.get_num_threads() if synth.device.type == "cpu" else 0,
                 "content_sha256": hasher.content_sha256(),  # verified by store.open_faces
                 "array_sha256": json.dumps(hasher.array_sha256()),
@@ -328,7 +326,7 @@ def merge_shards(shard_paths, out_path, num_identity: int, num_attribute: int) -
     first = metas_sorted[0][0]
     for meta, p in metas_sorted:
         for key in SHARED_ATTRS:
-            if meta[key] != first[key]:
+            if meta.get(key) != first.get(key):  # .get: shards written before an attribute existed
                 raise ValueError(f"{p}: {key}={meta[key]!r} differs from {metas_sorted[0][1]}: {first[key]!r}")
     expected = 0
     for meta, p in metas_sorted:

@@ -252,6 +252,8 @@ class ReferenceSynthesis(nn.Module):
         self.G = G
         self.style_dim, self.rgb_style_dim = G.style_dim, G.rgb_style_dim
 
+    arithmetic = "StyleGAN3 reference synthesis, float32"
+
     def forward(self, S: torch.Tensor, S_rest: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         return self.G.synthesize(S.float(), S_rest.float(), noise_mode=noise_mode)
 

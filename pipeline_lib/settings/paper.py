@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 from pipeline_lib.settings.base import Section
 
+# The precision modes of the StyleGAN2 fast synthesis (pipeline_lib/generator/fast.py PRECISIONS,
+# which tests/test_fast_synthesis.py checks against this list; settings import no torch).
+SYNTHESIS_PRECISIONS = ("float32", "bfloat16", "float16", "float16-mixed")
+
 
 @dataclass(frozen=True)
 class DatasetSettings(Section):
@@ -20,8 +24,12 @@ class DatasetSettings(Section):
     shard_size: int  # faces per shard job; a multiple of chunk_size
     batch_size: int  # faces per write step; a multiple of chunk_size
     chunk_size: int  # faces per network evaluation: fixed, so a face never depends on batching
-    dtype: str  # compute dtype of the synthesis convolutions
+    dtype: str  # synthesis precision mode: float32, bfloat16, float16 or float16-mixed
     compile: bool  # torch.compile the synthesis network (GPU)
+
+    def __post_init__(self):
+        if self.dtype not in SYNTHESIS_PRECISIONS:
+            raise ValueError(f"dataset.dtype must be one of {', '.join(SYNTHESIS_PRECISIONS)}, got {self.dtype!r}")
 
     @property
     def num_faces(self) -> int:
