@@ -5,6 +5,15 @@ writing a whole dataset to HDF5.
     python benchmarks/synthesis_benchmark.py --variants all --dataset 48000 --out bench.json
 
 Uses a random-weight generator of the paper256 shape (speed does not depend on the weights).
+
+`--compare` instead puts the precision modes side by side (benchmarks/synthesis_precision.py):
+float32 reference, bf16 compiled, float16 and float16-mixed eager and compiled, up-sampling,
+ToRGB and compile-option variants, within `--time-budget` seconds, then a kernel profile of
+the fastest. `--fixtures DIR` adds each mode's PSNR on the official fixture generator.
+
+    PYTHONPATH=. python benchmarks/synthesis_benchmark.py --compare --time-budget 230 \
+        --fixtures .device/fixtures/stylegan2_ref --out $OUT/precision.json
+    PYTHONPATH=. python benchmarks/synthesis_benchmark.py --compare --smoke --device cpu --chunk 4 --iters 1
 """
 
 from __future__ import annotations
@@ -89,7 +98,27 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=12288)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--compare", action="store_true", help="the precision modes side by side (issue 16)")
+    ap.add_argument("--time-budget", type=float, default=230.0, help="--compare: seconds for all rows")
+    ap.add_argument("--fixtures", default=None, help="--compare: the official stylegan2_ref fixture folder")
+    ap.add_argument("--smoke", action="store_true", help="--compare: a tiny generator (CPU check of the script)")
+    ap.add_argument("--device", default="cuda", help="--compare: cuda or cpu (with --smoke)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one --compare row in a child process
+    ap.add_argument("--peak", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+
+    if args.compare:
+        from synthesis_precision import compare
+
+        device = resolve_device(args.device)
+        peak = measure_peak_bf16(device) if device.type == "cuda" and args.peak is None else (args.peak or 1e12)
+        if device.type == "cuda" and not args.child:
+            print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}; bf16 matmul peak measured "
+                  f"{peak / 1e12:.0f} TFLOP/s", flush=True)  # fmt: skip
+        report = compare(args, device, peak)
+        if args.out and not args.child:
+            Path(args.out).write_text(json.dumps({"peak_tflops": peak / 1e12, **report}, indent=2))
+        return
 
     device = resolve_device("cuda")
     torch.manual_seed(0)
@@ -170,6 +199,7 @@ def main() -> None:
 
         class Replay:
             device = synth.device
+            fast = synth.fast  # its `arithmetic` is recorded
 
             def run(self, chunk_start):
                 out = dict(cached)
