@@ -52,6 +52,7 @@ VARIANTS = [
     Variant("float16-mixed + compile", "float16-mixed", {}),
     Variant("float16 + compile, up-sampling polyphase", "float16", {}, up_impl="polyphase"),
     Variant("float16 + compile, up-sampling cuDNN transposed conv", "float16", {}, up_impl="transpose"),
+    Variant("float16 + compile, up-sampling as 4 exact phase convs", "float16", {}, up_impl="phases4"),
     Variant("float16 + compile, ToRGB as conv", "float16", {}, rgb_impl="conv"),
     Variant("float16 + compile, cudnn.benchmark", "float16", {}, cudnn_benchmark=True),
     Variant("float16 + compile + CUDA graph", "float16", {}, cuda_graph=True),

@@ -45,7 +45,7 @@ def test_paper256_costs_about_56_gflop_per_image():
     assert 56e9 < flops_per_image(G) < 57e9
 
 
-@pytest.mark.parametrize("up_impl", ["phase2x2", "transpose"])
+@pytest.mark.parametrize("up_impl", ["phase2x2", "phases4", "transpose"])
 @pytest.mark.parametrize("rgb_impl", ["conv", "bmm"])
 def test_other_upsampling_and_torgb_forms_match_official_in_float32(small_G, cases, up_impl, rgb_impl):
     fast = FastSynthesis(small_G, up_impl=up_impl, rgb_impl=rgb_impl, channels_last=True)

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline_lib.generator.ops import fir_up_from_phases, transpose_phase_weight
+from pipeline_lib.generator.ops import fir_up_from_phases, fir_up_taps, transpose_phase_weight
 from pipeline_lib.generator.stylegan2 import LRELU_GAIN, LRELU_SLOPE, Generator, polyphase_up_weight, upsample2d
 
-UP_IMPLS = ("polyphase", "phase2x2", "transpose")  # see `FastSynthesis.__init__`
+UP_IMPLS = ("polyphase", "phase2x2", "phases4", "transpose")  # see `FastSynthesis.__init__`
 RGB_IMPLS = ("conv", "bmm")
 
 
@@ -99,7 +99,9 @@ class FastSynthesis(nn.Module):
         `up_impl`, `rgb_impl`: override the mode's choice (benchmarks compare them):
         polyphase = one 3x3 conv with 4*O outputs of the composite conv+FIR kernel, then a pixel
         shuffle; phase2x2 = one 2x2 conv with 4*O outputs (the transposed conv's parities), FIR
-        in the epilogue; transpose = cuDNN's stride-2 transposed conv, FIR in the epilogue.
+        in the epilogue; phases4 = the same parities as four convs of their exact sizes (2x2,
+        2x1, 1x2, 1x1: the 9 taps only, but 4 reads of the input); transpose = cuDNN's stride-2
+        transposed conv, FIR in the epilogue.
         `num_fp16_res`: the mixed modes' fp16 resolutions (default: the generator's own)."""
         super().__init__()
         self.precision = precision_name(dtype)
@@ -120,6 +122,7 @@ class FastSynthesis(nn.Module):
         self.rgbs: list[_RgbPlan] = []
         self.register_buffer("const", G.synthesis.b4.const.detach().float().clone())
         self.register_buffer("resample_filter", G.synthesis.b4.resample_filter.detach().float().clone())
+        self.fir_taps = fir_up_taps(self.resample_filter) if self.up_impl != "polyphase" else None
         with torch.no_grad():
             for i, spec in enumerate(G.conv_layers):
                 layer = G.module_of(spec)
@@ -130,7 +133,9 @@ class FastSynthesis(nn.Module):
                 wscale = torch.ones(w.shape[0])
                 if plan.scaled:  # per output channel: max |w| * sqrt(fan-in) <= 1
                     wscale = _pow2_scale(w.abs().amax(dim=[1, 2, 3]) * math.sqrt(w[0].numel()))
-                self.register_buffer(f"conv{i}_weight", self._conv_weight(layer, w * wscale[:, None, None, None], dt))
+                weight = self._conv_weight(layer, w * wscale[:, None, None, None], dt)
+                for k, part in enumerate(weight if isinstance(weight, list) else [weight]):
+                    self.register_buffer(f"conv{i}_weight{k or ''}", part)
                 self.register_buffer(f"conv{i}_unscale", 1.0 / wscale)  # [O], exact
                 self.register_buffer(f"conv{i}_wsq", w.square().sum(dim=[2, 3]).t().contiguous())  # [I, O]
                 self.register_buffer(f"conv{i}_noise", (layer.noise_const * layer.noise_strength).detach().float())
@@ -150,6 +155,10 @@ class FastSynthesis(nn.Module):
             w = polyphase_up_weight(w, layer.resample_filter.float())
         elif layer.up == 2 and self.up_impl == "phase2x2":
             w = transpose_phase_weight(w)
+        elif layer.up == 2 and self.up_impl == "phases4":  # drop the zero taps: rows/cols of odd parity have 1
+            k = transpose_phase_weight(w).reshape(2, 2, *w.shape[:2], 2, 2)
+            parts = [k[0, 0], k[0, 1][..., 1:], k[1, 0][..., 1:, :], k[1, 1][..., 1:, 1:]]
+            return [p.to(dt).contiguous(memory_format=self.memory_format) for p in parts]
         elif layer.up == 2:
             w = w.transpose(0, 1)  # conv_transpose2d's [I, O, 3, 3]
         return w.to(dt).contiguous(memory_format=self.memory_format)
@@ -191,10 +200,15 @@ class FastSynthesis(nn.Module):
         else:
             if self.up_impl == "phase2x2":
                 maps = F.conv2d(x, weight, padding=1).float().chunk(4, dim=1)
+            elif self.up_impl == "phases4":  # each parity map padded to [H + 1, W + 1] (odd ones end in a zero)
+                pads = [(1, 1), (1, 0), (0, 1), (0, 0)]
+                parts = [weight] + [getattr(self, f"conv{i}_weight{k}") for k in (1, 2, 3)]
+                maps = [F.conv2d(x, wk, padding=pad).float() for wk, pad in zip(parts, pads)]
+                maps = [F.pad(m, [0, x.shape[3] + 1 - m.shape[3], 0, x.shape[2] + 1 - m.shape[2]]) for m in maps]
             else:
                 t = F.pad(F.conv_transpose2d(x, weight, stride=2).float(), [0, 1, 0, 1])
                 maps = [t[:, :, r::2, c::2] for r in (0, 1) for c in (0, 1)]
-            x = fir_up_from_phases([[maps[0], maps[1]], [maps[2], maps[3]]], self.resample_filter)
+            x = fir_up_from_phases([[maps[0], maps[1]], [maps[2], maps[3]]], self.fir_taps)
         y = x.float() * coef[:, :, None, None]
         if noise:
             y = y + getattr(self, f"conv{i}_noise")
@@ -270,9 +284,9 @@ def fast_synthesis(G, dtype: str | torch.dtype = torch.float32, channels_last: b
 
 def flops_per_image(G: Generator, up_impl: str = "polyphase") -> float:
     """Multiply-adds x 2 of the convs as the fast path runs them: an up-sampling conv costs 4
-    phases of 3x3 taps (36) polyphase, 4 of 2x2 (16) as phase2x2, and its 9 taps transposed.
+    phases of 3x3 taps (36) polyphase, 4 of 2x2 (16) as phase2x2, and its 9 taps as phases4 or transposed.
     The polyphase count (56.3 GFLOP for paper256) is the yardstick the benchmarks' % of peak use."""
-    up_taps = {"polyphase": 36, "phase2x2": 16, "transpose": 9}[up_impl]
+    up_taps = {"polyphase": 36, "phase2x2": 16, "phases4": 9, "transpose": 9}[up_impl]
     total = 0.0
     for spec in G.conv_layers:
         in_res = spec.input_resolution

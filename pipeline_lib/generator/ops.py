@@ -105,17 +105,23 @@ def _fir_up_1d(even: torch.Tensor, odd: torch.Tensor, taps: tuple[float, ...], d
     return g0 * d_prev + g1 * e0 + g2 * d0 + g3 * e1, g0 * e0 + g1 * d0 + g2 * e1 + g3 * d1
 
 
-def fir_up_from_phases(phases: list[list[torch.Tensor]], resample_filter: torch.Tensor) -> torch.Tensor:
-    """NVIDIA's FIR after the transposed conv (pad 1, 4x4 filter, gain 4) computed from the
-    parity maps `phases[r][c]` [N, C, H + 1, W + 1] of its input: image [N, C, 2H, 2W].
-
-    The filter is separable, so each output parity is a 4-term sum over two parity maps per
-    axis; `torch.compile` turns the slices and sums into one pass that also holds the epilogue.
-    """
+def fir_up_taps(resample_filter: torch.Tensor) -> tuple[float, ...]:
+    """The 1-D taps, in correlation order and with the gain 2 per axis, of the separable 4x4
+    up-sampling filter (python floats: read once, not inside a compiled graph)."""
     f1 = resample_filter.sum(dim=1)
     if f1.numel() != 4 or not torch.allclose(torch.outer(f1, f1), resample_filter):
-        raise ValueError("fir_up_from_phases needs a separable 4-tap resample filter")
-    taps = tuple(float(v) * 2.0 for v in f1.flip(0))  # gain 2 per axis; correlation order
+        raise ValueError("the transposed-conv up-sampling forms need a separable 4-tap resample filter")
+    return tuple(float(v) * 2.0 for v in f1.flip(0))
+
+
+def fir_up_from_phases(phases: list[list[torch.Tensor]], taps: tuple[float, ...]) -> torch.Tensor:
+    """NVIDIA's FIR after the transposed conv (pad 1, 4x4 filter, gain 4; `taps` from
+    `fir_up_taps`) computed from the parity maps `phases[r][c]` [N, C, H + 1, W + 1] of its
+    input: image [N, C, 2H, 2W].
+
+    The filter is separable, so each output parity is a 4-term sum over two parity maps per
+    axis; `torch.compile` turns the slices and sums into passes fused with the epilogue.
+    """
     rows = [_fir_up_1d(phases[0][c], phases[1][c], taps, dim=2) for c in (0, 1)]  # [c][p]
     out = [_fir_up_1d(rows[0][p], rows[1][p], taps, dim=3) for p in (0, 1)]  # [p][q]
     n, ch, h, w = out[0][0].shape
