@@ -130,7 +130,7 @@ class FastSynthesis(nn.Module):
                 plan = _ConvPlan(spec.offset, spec.style_dim, layer.up, spec.resolution, dt, dt == torch.float16)
                 self.convs.append(plan)
                 w = layer.weight.detach().float()
-                wscale = torch.ones(w.shape[0])
+                wscale = torch.ones(w.shape[0], device=w.device)
                 if plan.scaled:  # per output channel: max |w| * sqrt(fan-in) <= 1
                     wscale = _pow2_scale(w.abs().amax(dim=[1, 2, 3]) * math.sqrt(w[0].numel()))
                 weight = self._conv_weight(layer, w * wscale[:, None, None, None], dt)
