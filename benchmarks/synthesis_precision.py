@@ -215,15 +215,13 @@ def kernel_profile(synth, device, top: int = 15) -> dict:
     def kind(name: str) -> str:
         low = name.lower()
         if low.startswith("triton"):
-            return "Triton (fused epilogues, casts)"
-        if "gemm" in low and ("conv" in low or "fprop" in low or "dgrad" in low or "implicit" in low):
+            return "Triton (fused epilogues, casts, FIR)"
+        if any(k in low for k in ("fprop", "dgrad", "wgrad", "conv", "cudnn", "implicit")):
             return "cuDNN conv"
-        if any(k in low for k in ("conv", "cudnn", "fprop", "dgrad", "xmma")):
-            return "cuDNN conv"
-        if any(k in low for k in ("gemm", "cutlass", "cublas", "matmul")):
-            return "GEMM (cuBLAS)"
-        if "memcpy" in low or "memset" in low:
-            return "copies"
+        if any(k in low for k in ("gemm", "cutlass", "cublas", "matmul", "xmma")):
+            return "GEMM (cuBLAS: ToRGB bmm, demodulation, mapping)"
+        if any(k in low for k in ("nchwtonhwc", "nhwctonchw", "transpose", "copy", "memcpy", "memset")):
+            return "layout conversions and copies"
         return "other"
 
     by_kind: dict[str, float] = defaultdict(float)
