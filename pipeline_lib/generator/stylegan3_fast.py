@@ -14,23 +14,25 @@ Why it is faster than `StyleGAN3Generator.synthesize` (which follows the officia
     up W:   the same along W                           filter at the INPUT rate; the phases are
                                                        interleaved by stack + reshape, so the
                                                        zero-inserted map never exists)
-            leaky ReLU x sqrt 2 and clamp, fused into the up-W pass;
-    down W: y[v] = sum_i kd[i] z[down*v + i]           (strided slices: only the kept samples are
-    down H: the same along H                           computed); config R's radial filter of
-                                                       its non-critical layers is one 2-D pass,
-                                                       y[v, u] = sum_ij k[i, j] z[d*v + i, d*u + j].
+    down W: y[v] = sum_i kd[i] a(z[down*v + i])        (strided slices: only the kept samples are
+    down H: the same along H                           computed; a = leaky ReLU x sqrt 2, clamp,
+                                                       inlined into the loads); config R's radial
+                                                       filter of its non-critical layers is one
+                                                       2-D pass, y[v, u] = sum_ij k[i, j] a(z[dv+i, du+j]).
   Every tap is accumulated in float32 (Inductor upcasts half loads; in eager the first term is
   cast and the others are added with `torch.add(..., alpha=tap)`, which promotes), and each pass
-  stores its result in the layer's dtype.
+  stores its result in the layer's dtype. Compiled, a layer is: the modulated conv (cuDNN), up H
+  (with the conv's demodulation, bias and padding inlined), up W, down W, and down H fused with
+  the next layer's style scaling and cast; eager runs one op per tap (correct, not fast).
 - Layout and memory traffic: the stencils run on the NHWC view of channels-last maps (a
   permute, no copy), so channels are the innermost, contiguous axis and a shift along H or W is
   a whole number of channel rows: every slice load is coalesced, and the modulated conv that
   follows reads the output as channels-last without a transpose. Per layer with an n x n x C
-  input and up = 2 the passes move (read + write, elements) n^2 C x (1 + 2) + (2 + 4) + (4 + 2)
-  + (2 + 1) = 18 n^2 C, i.e. 36 n^2 C bytes in fp16 (the J-fold re-reads of a stencil hit the
-  cache), against about 2 n^2 C for one fully fused kernel (NVIDIA's CUDA plugin; a Triton
-  version is the next step if the passes dominate). In NCHW (`channels_last=False`) the same
-  stencils run on the NCHW tensors (W innermost), also coalesced.
+  input and up = 2 the passes move (read + write, elements) about n^2 C x [(1 + 2) + (2 + 4) +
+  (4 + 2) + (2 + 1)] = 18 n^2 C, i.e. 36 n^2 C bytes in fp16 (a stencil's re-reads of shifted
+  rows hit the cache; `fir_bytes_per_image`), against about 4 n^2 C bytes for one fully fused
+  kernel (NVIDIA's CUDA plugin; a Triton kernel is the next step if these passes dominate). In
+  NCHW (`channels_last=False`) the same stencils run on the NCHW tensors (W innermost).
 - Precision as NVIDIA runs it: half precision (fp16, or bf16) only in the layers where the official
   code uses fp16 (`use_fp16`, the last `num_fp16_res` sampling rates), float32 elsewhere, the
   official conv_clamp; styles and demodulation stay float32 and the conv weight is pre-scaled by
@@ -103,14 +105,11 @@ def stencil(x: torch.Tensor, terms, dims: tuple[int, ...], length: int, step: in
     return acc
 
 
-def upsample(x: torch.Tensor, g: list, dim: int, length: int, dtype: torch.dtype, act=None) -> torch.Tensor:
+def upsample(x: torch.Tensor, g: list, dim: int, length: int, dtype: torch.dtype) -> torch.Tensor:
     """Polyphase up-sampling along `dim`: phase p = stencil of g[p] (`stencil_terms` of row p of
-    `up_phase_taps`, at the input rate), then `act`, then the phases interleaved (stack after
-    `dim`, merge): `length` * len(g) samples, in `dtype`."""
-    phases = []
-    for gp in g:
-        y = stencil(x, gp, (dim,), length)
-        phases.append((act(y) if act is not None else y).to(dtype))
+    `up_phase_taps`, at the input rate), then the phases interleaved (stack after `dim`, merge):
+    `length` * len(g) samples, in `dtype`."""
+    phases = [stencil(x, gp, (dim,), length).to(dtype) for gp in g]
     return torch.stack(phases, dim=dim + 1).flatten(dim, dim + 1)
 
 
@@ -142,7 +141,11 @@ class _Layer:
             raise ValueError(f"{spec.short_name}: planned {self.n_out} samples, the layer table says {spec.out_size}")
 
     def act(self, y: torch.Tensor) -> torch.Tensor:
-        """Leaky ReLU x sqrt 2, then the clamp, at the up-sampled rate (float32)."""
+        """Leaky ReLU x sqrt 2, then the clamp, at the up-sampled rate (float32). Applied to the
+        interleaved map as the down-sampling stencil reads it, not to the up-sampling phases
+        before the interleaving: lowered, the leaky ReLU reads its input twice, which would
+        make Inductor store each phase and copy it into the interleaved map; on the stored map
+        it is a cheap expression that Inductor inlines into the down stencil's loads."""
         y = F.leaky_relu(y, LRELU_SLOPE) * LRELU_GAIN
         return y.clamp(-self.clamp, self.clamp) if self.clamp is not None else y
 
@@ -200,7 +203,7 @@ class StyleGAN3FastSynthesis(nn.Module):
         pads = [0, 0] * (x.ndim - 1 - wd) + [plan.pad_l, plan.pad_r] * 2  # W then H, negative = crop
         x = F.pad(x, pads)
         x = upsample(x, plan.g, hd, plan.t, plan.dtype)
-        x = upsample(x, plan.g, wd, plan.t, plan.dtype, act=plan.act)
+        x = plan.act(upsample(x, plan.g, wd, plan.t, plan.dtype).float())
         if plan.radial:
             x = stencil(x, plan.kd, (hd, wd), plan.n_out, plan.down).to(plan.dtype)
         else:
@@ -254,7 +257,7 @@ def fir_bytes_per_image(fast: StyleGAN3FastSynthesis) -> float:
         b = torch.finfo(plan.dtype).bits // 8
         n = plan.t + plan.j - 1  # padded input side
         u, v = plan.t * plan.up, plan.n_out
-        sizes = [(n, n, 4), (u, n, b), (u, n, b), (u, u, b), (u, u, b)]  # (h, w, bytes): reads/writes
+        sizes = [(n, n, b), (u, n, b), (u, n, b), (u, u, b), (u, u, b)]  # (h, w, bytes): reads/writes
         sizes += [(v, v, b)] if plan.radial else [(u, v, b), (u, v, b), (v, v, b)]
         total += plan.c_out * sum(h * w * e for h, w, e in sizes)
     return total
