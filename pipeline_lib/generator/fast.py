@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline_lib.generator.stylegan2 import LRELU_GAIN, LRELU_SLOPE, Generator, polyphase_up_weight, upsample2d
+from pipeline_lib.generator.stylegan3_fast import StyleGAN3FastSynthesis
 
 
 class FastSynthesis(nn.Module):
@@ -90,27 +91,14 @@ class FastSynthesis(nn.Module):
         return img
 
 
-class ReferenceSynthesis(nn.Module):
-    """StyleGAN3's synthesis behind the `FastSynthesis` call signature: `G.synthesize(S, S_rest)`
-    in float32, whatever dtype is asked for (the reference is float32 only). Why a module: the
-    stages hold `self.synthesis` as an nn.Module (`.to(device)`, `requires_grad_`, compile)."""
-
-    def __init__(self, G):
-        super().__init__()
-        self.G = G
-        self.style_dim, self.rgb_style_dim = G.style_dim, G.rgb_style_dim
-
-    def forward(self, S: torch.Tensor, S_rest: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        return self.G.synthesize(S.float(), S_rest.float(), noise_mode=noise_mode)
-
-
 def fast_synthesis(G, dtype: torch.dtype = torch.float32, channels_last: bool = False) -> nn.Module:
     """The fastest synthesis module of G's family, called as `module(S, S_rest, noise_mode=...)`:
-    `FastSynthesis` for StyleGAN2; for StyleGAN3 the float32 reference (dtype and channels_last
-    do not apply to it yet). Every stage that synthesises goes through here, so a faster path
-    is plugged in once for all of them."""
+    `FastSynthesis` for StyleGAN2, `StyleGAN3FastSynthesis` for StyleGAN3 (half precision only in
+    the layers NVIDIA runs in fp16, as `mixed=True` says; float32 equals the reference to
+    rounding). Every stage that synthesises goes through here, so a faster path is plugged in
+    once for all of them."""
     if getattr(G, "family", "stylegan2") == "stylegan3":
-        return ReferenceSynthesis(G)  # hook: return StyleGAN3FastSynthesis(G, dtype, channels_last) once merged
+        return StyleGAN3FastSynthesis(G, dtype=dtype, mixed=True, channels_last=channels_last)
     return FastSynthesis(G, dtype=dtype, channels_last=channels_last)
 
 
