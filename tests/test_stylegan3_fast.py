@@ -108,7 +108,7 @@ def test_fast_gradients_equal_reference():
 
 def test_compiled_layer_equals_eager():
     """torch.compile (Inductor, here its CPU backend) of one layer's filtered leaky ReLU with
-    4x up-sampling computes what eager does."""
+    4x up-sampling computes what eager does (which down-samples by convs, not stencils)."""
     G = generator("t")
     fast = StyleGAN3FastSynthesis(G, dtype=torch.float32)
     i = next(k for k, p in enumerate(fast.plans) if p.up == 4)
@@ -116,7 +116,7 @@ def test_compiled_layer_equals_eager():
     n = spec.in_size + spec.kernel_size - 1
     x = torch.randn([2, plan.c_out, n, n], generator=torch.Generator().manual_seed(0))
     x = x.contiguous(memory_format=torch.channels_last)
-    eager = fast._filtered_lrelu(plan, x)
-    compiled = torch.compile(functools.partial(fast._filtered_lrelu, plan), dynamic=False)(x)
+    eager = fast._filtered_lrelu(i, plan, x)  # down-sampling by depthwise convs
+    compiled = torch.compile(functools.partial(fast._filtered_lrelu, i, plan), dynamic=False)(x)  # by stencils
     assert compiled.shape == (2, plan.c_out, spec.out_size, spec.out_size)
     assert max_err(compiled, eager) < 1e-5

@@ -23,7 +23,8 @@ Why it is faster than `StyleGAN3Generator.synthesize` (which follows the officia
   cast and the others are added with `torch.add(..., alpha=tap)`, which promotes), and each pass
   stores its result in the layer's dtype. Compiled, a layer is: the modulated conv (cuDNN), up H
   (with the conv's demodulation, bias and padding inlined), up W, down W, and down H fused with
-  the next layer's style scaling and cast; eager runs one op per tap (correct, not fast).
+  the next layer's style scaling and cast. Eager runs one op per up-sampling tap and the
+  down-sampling as depthwise strided convs (`_eager_down`): correct, not fast.
 - Layout and memory traffic: the stencils run on the NHWC view of channels-last maps (a
   permute, no copy), so channels are the innermost, contiguous axis and a shift along H or W is
   a whole number of channel rows: every slice load is coalesced, and the modulated conv that
@@ -178,6 +179,10 @@ class StyleGAN3FastSynthesis(nn.Module):
         self.register_buffer(f"wsq{i}", w.square().sum(dim=[2, 3]).t().float().contiguous())  # [I, O]
         self.register_buffer(f"b{i}", layer.bias.detach().float().clone())
         self.register_buffer(f"gain{i}", layer.magnitude_ema.detach().double().rsqrt().float())
+        if not torgb:  # the down filter as a depthwise conv weight (correlation taps) for eager
+            fd = torch.ones(1) if layer.down_filter is None else layer.down_filter.detach().float()
+            kd = fd.flip(list(range(fd.ndim))).cpu()
+            self.register_buffer(f"kd{i}", kd.expand(plan.c_out, 1, *kd.shape).contiguous())
 
     def _modconv(self, i: int, plan: _Layer, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Shared-weight conv of the style-scaled input; float32 result with demodulation and bias."""
@@ -193,7 +198,7 @@ class StyleGAN3FastSynthesis(nn.Module):
         y = F.conv2d(xs, getattr(self, f"w{i}"), padding=plan.k - 1)
         return y.float() * dcoef[:, :, None, None] + getattr(self, f"b{i}")[None, :, None, None]
 
-    def _filtered_lrelu(self, plan: _Layer, x: torch.Tensor) -> torch.Tensor:
+    def _filtered_lrelu(self, i: int, plan: _Layer, x: torch.Tensor) -> torch.Tensor:
         """[N, C, n, n] float32 (bias added) -> [N, C, n_out, n_out] in the layer's dtype."""
         if self.channels_last:
             x = x.permute(0, 2, 3, 1)  # NHWC view: channels innermost
@@ -204,12 +209,27 @@ class StyleGAN3FastSynthesis(nn.Module):
         x = F.pad(x, pads)
         x = upsample(x, plan.g, hd, plan.t, plan.dtype)
         x = plan.act(upsample(x, plan.g, wd, plan.t, plan.dtype).float())
+        if torch.compiler.is_compiling():
+            if plan.radial:
+                x = stencil(x, plan.kd, (hd, wd), plan.n_out, plan.down).to(plan.dtype)
+            else:
+                x = stencil(x, plan.kd, (wd,), plan.n_out, plan.down).to(plan.dtype)
+                x = stencil(x, plan.kd, (hd,), plan.n_out, plan.down).to(plan.dtype)
+            return x.permute(0, 3, 1, 2) if self.channels_last else x
+        return self._eager_down(i, plan, x.permute(0, 3, 1, 2) if self.channels_last else x)
+
+    def _eager_down(self, i: int, plan: _Layer, z: torch.Tensor) -> torch.Tensor:
+        """The down-sampling outside torch.compile: depthwise strided convs (one input and one
+        output channel per group, the case cuDNN and oneDNN have kernels for) on the activated
+        float32 map, instead of one eager op per tap (144 for config R's radial filter). The
+        same sums as the stencils (tests/test_stylegan3_fast.py compares the two)."""
+        k, d, c = getattr(self, f"kd{i}"), plan.down, plan.c_out
         if plan.radial:
-            x = stencil(x, plan.kd, (hd, wd), plan.n_out, plan.down).to(plan.dtype)
+            z = F.conv2d(z, k, stride=d, groups=c)
         else:
-            x = stencil(x, plan.kd, (wd,), plan.n_out, plan.down).to(plan.dtype)
-            x = stencil(x, plan.kd, (hd,), plan.n_out, plan.down).to(plan.dtype)
-        return x.permute(0, 3, 1, 2) if self.channels_last else x
+            z = F.conv2d(z, k[:, :, None, :], stride=(1, d), groups=c)
+            z = F.conv2d(z, k[:, :, :, None], stride=(d, 1), groups=c)
+        return z[:, :, : plan.n_out, : plan.n_out].to(plan.dtype)
 
     def forward(self, S: torch.Tensor, S_rest: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         """Image [N, C, H, W] float32, as `StyleGAN3Generator.synthesize(S, S_rest)` (which has
@@ -223,7 +243,7 @@ class StyleGAN3FastSynthesis(nn.Module):
             if plan.torgb:
                 x = x.clamp(-plan.clamp, plan.clamp) if plan.clamp is not None else x
             else:
-                x = self._filtered_lrelu(plan, x)
+                x = self._filtered_lrelu(i, plan, x)
         return x.float() * self.output_scale
 
 
