@@ -31,6 +31,7 @@ from torch import nn
 
 from pipeline_lib.generator.ops import fir_up_from_phases, fir_up_taps, transpose_phase_weight
 from pipeline_lib.generator.stylegan2 import LRELU_GAIN, LRELU_SLOPE, Generator, polyphase_up_weight, upsample2d
+from pipeline_lib.generator.stylegan3_fast import StyleGAN3FastSynthesis
 
 UP_IMPLS = ("polyphase", "phase2x2", "phases4", "transpose")  # see `FastSynthesis.__init__`
 RGB_IMPLS = ("conv", "bmm")
@@ -256,29 +257,16 @@ class FastSynthesis(nn.Module):
         return img
 
 
-class ReferenceSynthesis(nn.Module):
-    """StyleGAN3's synthesis behind the `FastSynthesis` call signature: `G.synthesize(S, S_rest)`
-    in float32, whatever dtype is asked for (the reference is float32 only). Why a module: the
-    stages hold `self.synthesis` as an nn.Module (`.to(device)`, `requires_grad_`, compile)."""
-
-    def __init__(self, G):
-        super().__init__()
-        self.G = G
-        self.style_dim, self.rgb_style_dim = G.style_dim, G.rgb_style_dim
-
-    arithmetic = "StyleGAN3 reference synthesis, float32"
-
-    def forward(self, S: torch.Tensor, S_rest: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        return self.G.synthesize(S.float(), S_rest.float(), noise_mode=noise_mode)
-
-
 def fast_synthesis(G, dtype: str | torch.dtype = torch.float32, channels_last: bool = False) -> nn.Module:
     """The fastest synthesis module of G's family, called as `module(S, S_rest, noise_mode=...)`:
-    `FastSynthesis` for StyleGAN2 (dtype: a precision mode name or a torch dtype); for StyleGAN3
-    the float32 reference (dtype and channels_last do not apply to it yet). Every stage that synthesises goes through here, so a faster path
-    is plugged in once for all of them."""
+    `FastSynthesis` for StyleGAN2 (dtype: a precision mode name or a torch dtype);
+    `StyleGAN3FastSynthesis` for StyleGAN3, whose half precision is always NVIDIA's layout (half
+    only in the layers the official code runs in fp16, `mixed=True`), so both fp16 mode names mean
+    the same there; float32 equals the reference to rounding. Every stage that synthesises goes
+    through here, so a faster path is plugged in once for all of them."""
     if getattr(G, "family", "stylegan2") == "stylegan3":
-        return ReferenceSynthesis(G)  # hook: return StyleGAN3FastSynthesis(G, dtype, channels_last) once merged
+        half = PRECISIONS[precision_name(dtype)].half
+        return StyleGAN3FastSynthesis(G, dtype=half, mixed=True, channels_last=channels_last)
     return FastSynthesis(G, dtype=dtype, channels_last=channels_last)
 
 

@@ -1,21 +1,46 @@
-"""Inference-only StyleGAN3 (T and R) synthesis for throughput, with the reference's call.
+"""Inference-and-gradient StyleGAN3 (T and R) synthesis for throughput, with the reference's call.
 
 Why it is faster than `StyleGAN3Generator.synthesize` (which follows the official reference ops):
 - The modulated conv runs as ONE ordinary conv with the shared weight (input scaled by the styles,
   output by the demodulation coefficients), not a grouped conv with per-sample weights, so cuDNN
-  uses its tensor-core kernels; activations are channels-last.
-- The filtered leaky ReLU never builds the zero-inserted map: the up-sampling is polyphase (for
-  each output phase a short 1-D filter at the input rate, H then W), the leaky ReLU and clamp act
-  on the phase maps (pointwise, so the layout does not matter), and the down-sampling reads the
-  phase maps directly (the taps of a strided filter over an interleaved signal split by phase), so
-  the big up-sampled image is never interleaved. All filters are depthwise/grouped convs.
+  uses its tensor-core kernels; activations are channels-last (what cuDNN's fp16 kernels want).
+- The filtered leaky ReLU (bias, up-sample, lrelu x sqrt 2, clamp, down-sample; the paper's
+  Fig. 4 / NVIDIA's `filtered_lrelu`) is written as STENCILS, weighted sums of shifted slices
+  with the filter taps as Python floats, never as convolutions: cuDNN runs FIR filters only as
+  grouped convs with 1-4 channels per group, on slow generic kernels (benchmarks/NOTES.md), while
+  `torch.compile` turns each stencil into one memory-bound Triton kernel with the casts, bias,
+  leaky ReLU and clamp fused in. Four passes per layer:
+    up H:   z[up*t + p] = sum_j g[p, j] x[t + j]     (polyphase: each output phase p is a short
+    up W:   the same along W                           filter at the INPUT rate; the phases are
+                                                       interleaved by stack + reshape, so the
+                                                       zero-inserted map never exists)
+    down W: y[v] = sum_i kd[i] a(z[down*v + i])        (strided slices: only the kept samples are
+    down H: the same along H                           computed; a = leaky ReLU x sqrt 2, clamp,
+                                                       inlined into the loads); config R's radial
+                                                       filter of its non-critical layers is one
+                                                       2-D pass, y[v, u] = sum_ij k[i, j] a(z[dv+i, du+j]).
+  Every tap is accumulated in float32 (Inductor upcasts half loads; in eager the first term is
+  cast and the others are added with `torch.add(..., alpha=tap)`, which promotes), and each pass
+  stores its result in the layer's dtype. Compiled, a layer is: the modulated conv (cuDNN), up H
+  (with the conv's demodulation, bias and padding inlined), up W, down W, and down H fused with
+  the next layer's style scaling and cast. Eager runs one op per up-sampling tap and the
+  down-sampling as depthwise strided convs (`_eager_down`): correct, not fast.
+- Layout and memory traffic: the stencils run on the NHWC view of channels-last maps (a
+  permute, no copy), so channels are the innermost, contiguous axis and a shift along H or W is
+  a whole number of channel rows: every slice load is coalesced, and the modulated conv that
+  follows reads the output as channels-last without a transpose. Per layer with an n x n x C
+  input and up = 2 the passes move (read + write, elements) about n^2 C x [(1 + 2) + (2 + 4) +
+  (4 + 2) + (2 + 1)] = 18 n^2 C, i.e. 36 n^2 C bytes in fp16 (a stencil's re-reads of shifted
+  rows hit the cache; `fir_bytes_per_image`), against about 4 n^2 C bytes for one fully fused
+  kernel (NVIDIA's CUDA plugin; a Triton kernel is the next step if these passes dominate). In
+  NCHW (`channels_last=False`) the same stencils run on the NCHW tensors (W innermost).
 - Precision as NVIDIA runs it: half precision (fp16, or bf16) only in the layers where the official
   code uses fp16 (`use_fp16`, the last `num_fp16_res` sampling rates), float32 elsewhere, the
   official conv_clamp; styles and demodulation stay float32 and the conv weight is pre-scaled by
   1/sqrt(fan-in) so that no fp16 product overflows. `mixed=False` runs every layer in `dtype`.
-- `torch.compile` fuses the casts, bias, leaky ReLU and clamp around the cuDNN calls.
 
-With dtype float32 it equals the reference to rounding (tests/test_stylegan3_fast.py).
+With dtype float32 it equals the reference to rounding (tests/test_stylegan3_fast.py), also
+compiled. Gradients flow through it (plain differentiable ops), as the training step needs.
 """
 
 from __future__ import annotations
@@ -30,6 +55,8 @@ from torch import nn
 
 from pipeline_lib.generator.stylegan3 import StyleGAN3Generator
 from pipeline_lib.generator.stylegan3_layers import StyleGAN3LayerSpec
+
+LRELU_SLOPE, LRELU_GAIN = 0.2, math.sqrt(2)
 
 
 def up_phase_taps(n: int, up: int, pad0: int, pad1: int, kf: np.ndarray) -> tuple[np.ndarray, int, int, int]:
@@ -54,24 +81,41 @@ def up_phase_taps(n: int, up: int, pad0: int, pad1: int, kf: np.ndarray) -> tupl
     return g, pad_l, t + J - 1 - n - pad_l, m
 
 
-def down_phase_taps(up: int, down: int, kd: np.ndarray) -> np.ndarray:
-    """Strided correlation (stride `down`, taps `kd`) of a signal held as `up` phases, as
-    a = up/down output phases: y[a*v + r] = sum_{p,j} G[r, p, j] * phase_p[v + j]."""
-    a = up // down
-    L = len(kd)
-    J = (L - 1 + down * (a - 1)) // up + 1
-    G = np.zeros([a, up, J])
-    for r in range(a):
-        for p in range(up):
-            for j in range(J):
-                idx = up * j + p - down * r
-                if 0 <= idx < L:
-                    G[r, p, j] = kd[idx]
-    return G
+def _slice(x: torch.Tensor, dim: int, start: int, length: int, step: int = 1) -> torch.Tensor:
+    index = [slice(None)] * x.ndim
+    index[dim] = slice(start, start + step * (length - 1) + 1, step)
+    return x[tuple(index)]
+
+
+def stencil_terms(taps: np.ndarray) -> list[tuple[tuple[int, ...], float]]:
+    """The non-zero taps of a 1-D or 2-D filter as ((offset per dim), Python float) pairs: what
+    `stencil` unrolls (plain Python, so torch.compile bakes them into the kernel as constants)."""
+    taps = np.asarray(taps, dtype=np.float64)
+    return [(tuple(int(i) for i in idx), float(taps[idx])) for idx in np.ndindex(*taps.shape) if taps[idx] != 0]
+
+
+def stencil(x: torch.Tensor, terms, dims: tuple[int, ...], length: int, step: int = 1) -> torch.Tensor:
+    """float32 sum over `terms` (`stencil_terms`) of tap * x[step * t + offset] along each of
+    `dims`, t < length. Every product is accumulated in float32 whatever x's dtype."""
+    acc = None
+    for offsets, tap in terms:
+        term = x
+        for dim, i in zip(dims, offsets):
+            term = _slice(term, dim, i, length, step)
+        acc = term.float() * tap if acc is None else torch.add(acc, term, alpha=tap)
+    return acc
+
+
+def upsample(x: torch.Tensor, g: list, dim: int, length: int, dtype: torch.dtype) -> torch.Tensor:
+    """Polyphase up-sampling along `dim`: phase p = stencil of g[p] (`stencil_terms` of row p of
+    `up_phase_taps`, at the input rate), then the phases interleaved (stack after `dim`, merge):
+    `length` * len(g) samples, in `dtype`."""
+    phases = [stencil(x, gp, (dim,), length).to(dtype) for gp in g]
+    return torch.stack(phases, dim=dim + 1).flatten(dim, dim + 1)
 
 
 class _Layer:
-    """Static plan of one layer (sizes, paddings, dtypes); its tensors live in the module's buffers."""
+    """Static plan of one layer (sizes, paddings, dtypes, taps as Python floats)."""
 
     def __init__(self, spec: StyleGAN3LayerSpec, layer: nn.Module, dtype: torch.dtype, torgb: bool):
         self.torgb, self.dtype = torgb, dtype
@@ -81,6 +125,30 @@ class _Layer:
         self.scale = 1.0 if torgb else 1 / math.sqrt(self.c_in * self.k**2)  # weight pre-scale (fp16 range)
         self.clamp = layer.conv_clamp
         self.radial = layer.down_filter is not None and layer.down_filter.ndim == 2
+        if torgb:
+            assert self.up == 1 and self.down == 1 and layer.up_filter is None and layer.down_filter is None
+            return
+        n = spec.in_size + self.k - 1  # the modulated conv's output side
+        fu = np.ones(1) if layer.up_filter is None else layer.up_filter.double().cpu().numpy()
+        kf = np.flip(fu) * self.up  # convolution -> correlation; gain up per pass (up^2 in all)
+        g, self.pad_l, self.pad_r, m = up_phase_taps(n, self.up, spec.padding[0], spec.padding[1], kf)
+        self.g = [stencil_terms(gp) for gp in g]  # per output phase
+        self.j = g.shape[1]  # taps per phase
+        self.t = -(-m // self.up)  # samples per phase
+        fd = np.ones(1) if layer.down_filter is None else layer.down_filter.double().cpu().numpy()
+        self.kd = stencil_terms(np.flip(fd, tuple(range(fd.ndim))))  # correlation taps, 1-D or 2-D
+        self.n_out = (m - fd.shape[0]) // self.down + 1
+        if self.n_out != spec.out_size:
+            raise ValueError(f"{spec.short_name}: planned {self.n_out} samples, the layer table says {spec.out_size}")
+
+    def act(self, y: torch.Tensor) -> torch.Tensor:
+        """Leaky ReLU x sqrt 2, then the clamp, at the up-sampled rate (float32). Applied to the
+        interleaved map as the down-sampling stencil reads it, not to the up-sampling phases
+        before the interleaving: lowered, the leaky ReLU reads its input twice, which would
+        make Inductor store each phase and copy it into the interleaved map; on the stored map
+        it is a cheap expression that Inductor inlines into the down stencil's loads."""
+        y = F.leaky_relu(y, LRELU_SLOPE) * LRELU_GAIN
+        return y.clamp(-self.clamp, self.clamp) if self.clamp is not None else y
 
 
 class StyleGAN3FastSynthesis(nn.Module):
@@ -89,15 +157,28 @@ class StyleGAN3FastSynthesis(nn.Module):
     ):
         super().__init__()
         self.dtype, self.mixed = dtype, mixed
+        self.channels_last = channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.style_dim, self.rgb_style_dim = G.style_dim, G.rgb_style_dim
         self.output_scale = G.cfg.output_scale
         self.split = G.rgb_style_dim - 4
-        self.input = copy.deepcopy(G.synthesis.input).float()
+        self.input = copy.deepcopy(G.synthesis.input).float().requires_grad_(False)
         self.plans: list[_Layer] = []
         with torch.no_grad():
             for i, spec in enumerate(G.conv_layers + G.rgb_layers):
                 self._prepare(i, spec, G.module_of(spec), spec.kind == "torgb")
+
+    @property
+    def arithmetic(self) -> str:
+        """What computes the pixels, in words (recorded with a dataset)."""
+        half = sum(p.dtype != torch.float32 for p in self.plans)
+        if half == 0:
+            where = "float32 in every layer"
+        elif half == len(self.plans):
+            where = f"{str(self.dtype).removeprefix('torch.')} in every layer"
+        else:
+            where = f"{str(self.dtype).removeprefix('torch.')} in NVIDIA's {half} fp16 layers, float32 in the others"
+        return f"StyleGAN3FastSynthesis: {where}; filtered leaky ReLU as float32-accumulating stencils"
 
     def _prepare(self, i: int, spec: StyleGAN3LayerSpec, layer: nn.Module, torgb: bool) -> None:
         dt = self.dtype if (spec.use_fp16 or not self.mixed) else torch.float32
@@ -110,52 +191,10 @@ class StyleGAN3FastSynthesis(nn.Module):
         self.register_buffer(f"wsq{i}", w.square().sum(dim=[2, 3]).t().float().contiguous())  # [I, O]
         self.register_buffer(f"b{i}", layer.bias.detach().float().clone())
         self.register_buffer(f"gain{i}", layer.magnitude_ema.detach().double().rsqrt().float())
-        if torgb:
-            assert plan.up == 1 and plan.down == 1 and layer.up_filter is None and layer.down_filter is None
-            return
-        c, up, down = plan.c_out, plan.up, plan.down
-        if up % down:
-            raise ValueError(f"{spec.short_name}: up {up} is not a multiple of down {down}")
-        n = spec.in_size + plan.k - 1
-        kf = np.flip(layer.up_filter.double().cpu().numpy()) * up  # convolution -> correlation; gain up per pass
-        pad0, pad1 = spec.padding[0], spec.padding[1]
-        g, plan.pad_l, plan.pad_r, m = up_phase_taps(n, up, pad0, pad1, kf)
-        t = -(-m // up)
-        J = g.shape[1]
-        g = torch.as_tensor(g)
-        self.register_buffer(f"uh{i}", g.reshape(up, 1, J, 1).repeat(c, 1, 1, 1).to(dt))  # out ch c*up + ph
-        self.register_buffer(f"uw{i}", g.reshape(up, 1, 1, J).repeat(c * up, 1, 1, 1).to(dt))  # (c, ph, pw)
-        fd = layer.down_filter.double().cpu().numpy()
-        a = up // down
-        plan.a = a
-        ld = fd.shape[0]
-        plan.n_out = (m - ld) // down + 1
-        if plan.n_out != spec.out_size:
-            raise ValueError(f"{spec.short_name}: planned {plan.n_out} samples, the layer table says {spec.out_size}")
-        v = -(-plan.n_out // a)
-        gd = down_phase_taps(up, down, np.arange(ld, dtype=np.float64))  # tap indices (+ where valid)
-        jd = gd.shape[2]
-        plan.pad_phase = v + jd - 1 - t
-        valid = down_phase_taps(up, down, np.ones(ld)) > 0
-        idx = gd.astype(np.int64)
-        if plan.radial:
-            kd2 = np.flip(fd, (0, 1))
-            k2 = np.zeros([a, a, up, up, jd, jd])
-            for rh, rw, ph, pw in np.ndindex(a, a, up, up):
-                mask = np.outer(valid[rh, ph], valid[rw, pw])
-                k2[rh, rw, ph, pw] = np.where(mask, kd2[np.ix_(idx[rh, ph], idx[rw, pw])], 0.0)
-            weight = torch.as_tensor(k2).reshape(a * a, up * up, jd, jd).repeat(c, 1, 1, 1)
-            self.register_buffer(f"d2{i}", weight.to(dt))
-            return
-        kd = np.flip(fd).copy()
-        G1 = np.where(valid, kd[idx], 0.0)  # [a, up, J]
-        dw = torch.as_tensor(G1).reshape(a, up, 1, jd).repeat(c * up, 1, 1, 1)  # out (c, ph, rw), in pw
-        dh = torch.zeros([a, a, up, a, jd])  # [rh, rw', ph, rw, j]
-        for rh, rw in np.ndindex(a, a):
-            dh[rh, rw, :, rw] = torch.as_tensor(G1[rh])
-        dh = dh.reshape(a * a, up * a, jd, 1).repeat(c, 1, 1, 1)  # out (c, rh, rw'), in (ph, rw)
-        self.register_buffer(f"dw{i}", dw.to(dt))
-        self.register_buffer(f"dh{i}", dh.to(dt))
+        if not torgb:  # the down filter as a depthwise conv weight (correlation taps) for eager
+            fd = torch.ones(1) if layer.down_filter is None else layer.down_filter.detach().float()
+            kd = fd.flip(list(range(fd.ndim))).cpu()
+            self.register_buffer(f"kd{i}", kd.expand(plan.c_out, 1, *kd.shape).contiguous())
 
     def _modconv(self, i: int, plan: _Layer, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Shared-weight conv of the style-scaled input; float32 result with demodulation and bias."""
@@ -172,26 +211,41 @@ class StyleGAN3FastSynthesis(nn.Module):
         return y.float() * dcoef[:, :, None, None] + getattr(self, f"b{i}")[None, :, None, None]
 
     def _filtered_lrelu(self, i: int, plan: _Layer, x: torch.Tensor) -> torch.Tensor:
-        c, up, a = plan.c_out, plan.up, plan.a
-        x = F.pad(x.to(plan.dtype), [plan.pad_l, plan.pad_r, plan.pad_l, plan.pad_r])
-        x = F.conv2d(x, getattr(self, f"uh{i}"), groups=c)  # [N, C*up, T, W]
-        x = F.conv2d(x, getattr(self, f"uw{i}"), groups=c * up)  # [N, C*up*up, T, T] phase maps
-        x = F.leaky_relu(x, 0.2) * math.sqrt(2)
-        if plan.clamp is not None:
-            x = x.clamp(-plan.clamp, plan.clamp)
-        if plan.pad_phase:
-            x = F.pad(x, [0, plan.pad_phase, 0, plan.pad_phase])
-        if plan.radial:
-            x = F.conv2d(x, getattr(self, f"d2{i}"), groups=c)
+        """[N, C, n, n] float32 (bias added) -> [N, C, n_out, n_out] in the layer's dtype."""
+        if self.channels_last:
+            x = x.permute(0, 2, 3, 1)  # NHWC view: channels innermost
+            hd, wd = 1, 2
         else:
-            x = F.conv2d(x, getattr(self, f"dw{i}"), groups=c * up)  # [N, C*up*a, T', V]
-            x = F.conv2d(x, getattr(self, f"dh{i}"), groups=c)  # [N, C*a*a, V, V]
-        if a > 1:
-            x = F.pixel_shuffle(x, a)
-        return x[:, :, : plan.n_out, : plan.n_out]
+            hd, wd = 2, 3
+        pads = [0, 0] * (x.ndim - 1 - wd) + [plan.pad_l, plan.pad_r] * 2  # W then H, negative = crop
+        x = F.pad(x, pads)
+        x = upsample(x, plan.g, hd, plan.t, plan.dtype)
+        x = plan.act(upsample(x, plan.g, wd, plan.t, plan.dtype).float())
+        if torch.compiler.is_compiling():
+            if plan.radial:
+                x = stencil(x, plan.kd, (hd, wd), plan.n_out, plan.down).to(plan.dtype)
+            else:
+                x = stencil(x, plan.kd, (wd,), plan.n_out, plan.down).to(plan.dtype)
+                x = stencil(x, plan.kd, (hd,), plan.n_out, plan.down).to(plan.dtype)
+            return x.permute(0, 3, 1, 2) if self.channels_last else x
+        return self._eager_down(i, plan, x.permute(0, 3, 1, 2) if self.channels_last else x)
+
+    def _eager_down(self, i: int, plan: _Layer, z: torch.Tensor) -> torch.Tensor:
+        """The down-sampling outside torch.compile: depthwise strided convs (one input and one
+        output channel per group, the case cuDNN and oneDNN have kernels for) on the activated
+        float32 map, instead of one eager op per tap (144 for config R's radial filter). The
+        same sums as the stencils (tests/test_stylegan3_fast.py compares the two)."""
+        k, d, c = getattr(self, f"kd{i}"), plan.down, plan.c_out
+        if plan.radial:
+            z = F.conv2d(z, k, stride=d, groups=c)
+        else:
+            z = F.conv2d(z, k[:, :, None, :], stride=(1, d), groups=c)
+            z = F.conv2d(z, k[:, :, :, None], stride=(d, 1), groups=c)
+        return z[:, :, : plan.n_out, : plan.n_out].to(plan.dtype)
 
     def forward(self, S: torch.Tensor, S_rest: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        """Image [N, C, H, W] float32, as `StyleGAN3Generator.synthesize(S, S_rest)`."""
+        """Image [N, C, H, W] float32, as `StyleGAN3Generator.synthesize(S, S_rest)` (which has
+        no noise inputs: `noise_mode` is accepted and ignored, as there)."""
         S, S_rest = S.float(), S_rest.float()
         x = self.input(S_rest[:, self.split :])
         for i, plan in enumerate(self.plans):
@@ -222,3 +276,20 @@ def flops_per_image(G: StyleGAN3Generator) -> tuple[float, float]:
                 * (taps_d * (t * t / down + t * t / down**2) if not spec.down_radial else taps_d**2 * (t / down) ** 2)
             )
     return conv, fir
+
+
+def fir_bytes_per_image(fast: StyleGAN3FastSynthesis) -> float:
+    """Bytes the filtered leaky ReLUs move per image when each of its passes reads its input once
+    and writes its output once (compiled; the stencil re-reads hit the cache): the floor of the
+    pass-per-kernel design, for a bandwidth share in the benchmark."""
+    total = 0.0
+    for plan in fast.plans:
+        if plan.torgb:
+            continue
+        b = torch.finfo(plan.dtype).bits // 8
+        n = plan.t + plan.j - 1  # padded input side
+        u, v = plan.t * plan.up, plan.n_out
+        sizes = [(n, n, b), (u, n, b), (u, n, b), (u, u, b), (u, u, b)]  # (h, w, bytes): reads/writes
+        sizes += [(v, v, b)] if plan.radial else [(u, v, b), (u, v, b), (v, v, b)]
+        total += plan.c_out * sum(h * w * e for h, w, e in sizes)
+    return total
