@@ -14,6 +14,8 @@ LANDMARK_BACKENDS = {
 IDENTITY_BACKENDS = {"arcface_ir_se50": ("arcface_ir_se50",)}
 ATTRIBUTE_BACKENDS = {"inception_v3": ("inception_v3_imagenet",)}
 BACKENDS = {**LANDMARK_BACKENDS, **IDENTITY_BACKENDS, **ATTRIBUTE_BACKENDS}
+# Compute dtypes an encoder's networks can run in for annotation (`inference.py`).
+PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 def weights_needed(kind: str) -> tuple[str, ...]:

@@ -106,6 +106,7 @@ class IdentityEncoder(EmbeddingEncoder):
     """E_id: unit-norm 512-d ArcFace embedding; cosine similarity of two embeddings = identity match."""
 
     dim = EMBEDDING_DIM
+    networks = ("net",)
 
     def __init__(self, net: IRSE50 | None = None):
         super().__init__()

@@ -37,8 +37,21 @@ def encoder_view(img: torch.Tensor) -> torch.Tensor:
     return F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+def network_dtype(device_type: str) -> torch.dtype:
+    """The dtype autocast gives convolutions on `device_type` now, float32 when it is off: an
+    encoder renders a network's synthetic inputs (FAN's depth heatmaps) in it directly, instead
+    of writing a float32 tensor that the network's first convolution then casts."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return torch.float32
+
+
 class LandmarkEncoder(nn.Module):
     """68 3D landmarks in input-image pixels and head pose (yaw, pitch, roll) in degrees."""
+
+    # Attribute names of the encoder's convolutional networks (the parts that may run in reduced
+    # precision and with BatchNorm folded, `inference.py`); everything else is float32 geometry.
+    networks: tuple[str, ...] = ()
 
     def landmarks(self, img: torch.Tensor) -> torch.Tensor:  # [N, 68, 3]
         raise NotImplementedError
@@ -55,6 +68,7 @@ class EmbeddingEncoder(nn.Module):
     """A feature vector per image (identity embedding, attribute features)."""
 
     dim: int
+    networks: tuple[str, ...] = ()  # as LandmarkEncoder.networks
 
     def embed(self, img: torch.Tensor) -> torch.Tensor:  # [N, dim]
         raise NotImplementedError

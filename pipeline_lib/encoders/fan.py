@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline_lib.encoders.base import LandmarkEncoder, freeze, to_unit_range
+from pipeline_lib.encoders.base import LandmarkEncoder, freeze, network_dtype, to_unit_range
 from pipeline_lib.encoders.geometry import euler_degrees, similarity_fit
 from pipeline_lib.weights import WeightsError
 from pipeline_lib.weights.checkpoints import check_state_dict
@@ -149,20 +149,26 @@ def soft_argmax(heatmaps: torch.Tensor, radius: int = SOFTARGMAX_RADIUS, beta: f
     return torch.stack([(weights * xs).sum(-1), (weights * ys).sum(-1)], dim=-1)
 
 
-def depth_heatmaps(points: torch.Tensor, size: int = CROP_SIZE) -> torch.Tensor:
+def depth_heatmaps(points: torch.Tensor, size: int = CROP_SIZE, dtype: torch.dtype | None = None) -> torch.Tensor:
     """[N,C,2] crop coordinates -> [N,C,size,size], the package's depth-network input heatmaps.
 
     `draw_gaussian(hm, p, 2)` stamps a 13x13 Gaussian (std 3.25 px, peak 1) centred on pixel
     floor(p) - 1 = round(p - 1.5) (its 1-based legacy), only where both coordinates are > 0.
     Here the centre is p - 1.5 unrounded, so the heatmaps move smoothly with the landmarks; the
     13x13 support is kept (a mask that does not carry gradient).
+
+    The 1-D profiles are computed in the points' dtype; only their outer product is formed in
+    `dtype` (default: the points' dtype). For a reduced-precision depth network that writes the
+    [N,68,size,size] maps (4.6 GB at batch 256 in float32) once, in the dtype the network reads.
     """
     mu = points - 1.5
     grid = torch.arange(size, device=points.device, dtype=points.dtype)
     inside = (grid - mu.detach().round()[..., None]).abs() <= DEPTH_RADIUS  # [N,C,2,size]
     profile = torch.exp(-((grid - mu[..., None]) ** 2) / (2 * DEPTH_SIGMA**2)) * inside
-    visible = (points > 0).all(dim=-1).to(points.dtype)[..., None, None]
-    return profile[:, :, 1, :, None] * profile[:, :, 0, None, :] * visible
+    visible = (points > 0).all(dim=-1).to(points.dtype)[..., None]
+    dtype = points.dtype if dtype is None else dtype
+    rows, cols = (profile[:, :, 1] * visible).to(dtype), profile[:, :, 0].to(dtype)
+    return rows[..., :, None] * cols[..., None, :]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,9 +205,11 @@ def pose_from_landmarks(landmarks: torch.Tensor, mean_shape: torch.Tensor) -> to
     gives (0, 0, 0); positive yaw turns the face towards the image's left (the subject's right),
     positive pitch tilts it down, positive roll turns it counter-clockwise in the image.
     """
-    target = image_to_model_frame(landmarks)
-    _, rotation, _ = similarity_fit(mean_shape.to(target), target)
-    return euler_degrees(rotation)
+    # Float32 even under autocast, which would run the fit's 3x3 covariance product in bf16/fp16.
+    with torch.autocast(landmarks.device.type, enabled=False):
+        target = image_to_model_frame(landmarks.float())
+        _, rotation, _ = similarity_fit(mean_shape.to(target), target)
+        return euler_degrees(rotation)
 
 
 def ffhq_landmark_box(mean_shape: torch.Tensor, size: int = 256) -> tuple[float, float, float, float]:
@@ -230,6 +238,8 @@ class FANLandmarks(LandmarkEncoder):
     No flip test-time augmentation (the package's `flip_input`): it would double the cost.
     """
 
+    networks = ("fan", "depth")
+
     def __init__(self, fan: nn.Module, depth: nn.Module, mean_shape: torch.Tensor):
         super().__init__()
         self.fan, self.depth = fan, depth
@@ -252,8 +262,13 @@ class FANLandmarks(LandmarkEncoder):
 
     def landmarks(self, img: torch.Tensor) -> torch.Tensor:
         crop, heatmaps, geometry = self.heatmaps(img)
-        points = heatmap_to_crop(soft_argmax(heatmaps))  # [N,68,2] crop coordinates
-        depth = self.depth(torch.cat([crop, depth_heatmaps(points)], dim=1))  # [N,68] crop units
+        dtype = network_dtype(img.device.type)  # float32 unless under autocast
+        # The sub-pixel decoding stays float32 whatever the networks run in: one heatmap pixel is
+        # 4.6 image pixels, so the 0.1 px contract leaves the soft-argmax no rounding to spare.
+        with torch.autocast(img.device.type, enabled=False):
+            points = heatmap_to_crop(soft_argmax(heatmaps.float()))  # [N,68,2] crop coordinates
+            depth_input = torch.cat([crop.to(dtype), depth_heatmaps(points, dtype=dtype)], dim=1)
+        depth = self.depth(depth_input).float()  # [N,68] crop units
         side = geometry[2]
         return torch.cat([crop_to_image(points, *geometry), (depth * (side / CROP_SIZE))[..., None]], dim=-1)
 

@@ -44,6 +44,7 @@ class AttributeEncoder(EmbeddingEncoder):
     """E_attr: 2048-d average-pooled Mixed_7c features (the input of ImageNet's classifier)."""
 
     dim = FEATURE_DIM
+    networks = ("net",)
 
     def __init__(self, net: nn.Module | None = None):
         super().__init__()

@@ -227,6 +227,8 @@ class TDDFA(LandmarkEncoder):
     `boxes` ([N,4] pixels, left/top/right/bottom, 3DDFA_V2's roi_box) for other images.
     """
 
+    networks = ("regressor",)
+
     def __init__(self, regressor: MobileNetV1Regressor, param_mean, param_std, face_model: KeypointFaceModel):
         super().__init__()
         self.regressor = regressor

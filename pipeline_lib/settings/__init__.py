@@ -22,6 +22,7 @@ from pipeline_lib.settings.latent import (
     check_latent,
 )
 from pipeline_lib.settings.paper import (
+    AnnotationSettings,
     DatasetSettings,
     EncoderSettings,
     EvaluationSettings,
@@ -41,6 +42,7 @@ __all__ = [
     "CONFIG_FILE",
     "FAMILIES",
     "AblationSettings",
+    "AnnotationSettings",
     "DatasetSamplingSettings",
     "DatasetSettings",
     "EditingSettings",
@@ -75,6 +77,7 @@ def check_all(config: dict) -> None:
     check_finite(config)
     DatasetSettings.parse(config["dataset"])
     EncoderSettings.parse(config["encoders"])
+    AnnotationSettings.parse(config["annotation"]).validate()
     EvaluationSettings.parse(config["evaluation"])
     SparsitySettings.parse(config["sparsity"])
     if config["generator"].get("random_init") is not None:

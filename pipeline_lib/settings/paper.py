@@ -82,6 +82,29 @@ class EncoderSettings(Section):
         return [self.landmarks_train, self.landmarks_eval, self.identity, self.attribute]
 
 
+@dataclass(frozen=True)
+class AnnotationSettings(Section):
+    SECTION = "annotation"
+    batch_size: int  # faces per batch (on a GPU with compile: the one static shape)
+    precision: dict  # encoder kind -> compute dtype of its networks on GPUs (CPUs run float32)
+    compile: bool  # torch.compile each encoder (GPU)
+
+    def validate(self) -> None:
+        from pipeline_lib.encoders import BACKENDS, PRECISIONS
+
+        if self.batch_size < 1:
+            raise ValueError(f"annotation.batch_size must be at least 1, got {self.batch_size}")
+        if set(self.precision) != set(BACKENDS):
+            raise ValueError(f"annotation.precision needs exactly one entry per encoder {sorted(BACKENDS)}")
+        for kind, name in self.precision.items():
+            if name not in PRECISIONS:
+                raise ValueError(f"annotation.precision.{kind} must be one of {PRECISIONS}, got {name!r}")
+
+    def precision_on(self, kind: str, device_type: str) -> str:
+        """The dtype `kind` runs in on this device: the configured one on GPUs, else float32."""
+        return self.precision[kind] if device_type == "cuda" else "float32"
+
+
 # Keys of the `training` section that are not per-variant settings of the run.
 _TRAINING_META = ("variants",)
 

@@ -16,7 +16,7 @@ rule annotate_dataset:
         gpu=1,
     params:
         encoders=config["encoders"],
-        batch_size=config["annotation"]["batch_size"],
+        annotation=config["annotation"],
         device=config["device"],
         names=encoder_weight_names(),
     script:

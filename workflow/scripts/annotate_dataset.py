@@ -9,6 +9,6 @@ annotation.run(
     snakemake.output[0],
     snakemake.params.encoders,
     {name: snakemake.input[name] for name in snakemake.params.names},
-    snakemake.params.batch_size,
+    snakemake.params.annotation,
     snakemake.params.device,
 )
