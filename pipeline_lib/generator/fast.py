@@ -7,6 +7,10 @@ constant noise folded with its strength, and activations kept channels-last. Sty
 float32; demodulation, noise, bias, activation and clamp run in float32 and are fused by
 `torch.compile` when it is used. With dtype float32 it equals the reference generator to
 rounding (tests/test_fast_synthesis.py).
+
+`forward(..., noise=maps)` replaces the folded constant noise by per-image maps (one
+[N or 1, 1, H, W] tensor per conv layer, in layer-table order, scaled by the layer's noise
+strength as the reference does): the projector optimises those maps (latent/objective.py).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class FastSynthesis(nn.Module):
                 self.register_buffer(f"conv{i}_wsq", w.square().sum(dim=[2, 3]).t().contiguous())  # [I, O]
                 self.register_buffer(f"conv{i}_noise", (layer.noise_const * layer.noise_strength).detach().float())
                 self.register_buffer(f"conv{i}_bias", layer.bias.detach().float().clone())
+                self.register_buffer(f"conv{i}_noise_strength", layer.noise_strength.detach().float().clone())
                 self.convs.append((spec.offset, spec.style_dim, layer.up, spec.resolution, spec.out_channels))
             for i, spec in enumerate(G.rgb_layers):
                 layer = G.module_of(spec)
@@ -48,7 +53,7 @@ class FastSynthesis(nn.Module):
                 self.register_buffer(f"rgb{i}_bias", layer.bias.detach().float().clone())
                 self.rgbs.append((spec.offset, spec.style_dim, layer.weight_gain, spec.resolution))
 
-    def _conv(self, i: int, x: torch.Tensor, s: torch.Tensor, noise: bool) -> torch.Tensor:
+    def _conv(self, i: int, x: torch.Tensor, s: torch.Tensor, noise: bool, noise_map=None) -> torch.Tensor:
         _, _, up, _, _ = self.convs[i]
         dcoefs = (s.square() @ getattr(self, f"conv{i}_wsq") + 1e-8).rsqrt()  # [N, O], float32
         x = x * s.to(self.dtype)[:, :, None, None]
@@ -56,7 +61,9 @@ class FastSynthesis(nn.Module):
         if up == 2:
             x = F.pixel_shuffle(x, 2)
         y = x.float() * dcoefs[:, :, None, None]
-        if noise:
+        if noise_map is not None:
+            y = y + noise_map * getattr(self, f"conv{i}_noise_strength")
+        elif noise:
             y = y + getattr(self, f"conv{i}_noise")
         y = F.leaky_relu(y + getattr(self, f"conv{i}_bias")[None, :, None, None], LRELU_SLOPE) * LRELU_GAIN
         if self.conv_clamp is not None:
@@ -71,16 +78,18 @@ class FastSynthesis(nn.Module):
             y = y.clamp(-self.conv_clamp, self.conv_clamp)
         return y
 
-    def forward(self, S: torch.Tensor, S_rgb: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    def forward(self, S: torch.Tensor, S_rgb: torch.Tensor, noise_mode: str = "const", noise=None) -> torch.Tensor:
         if noise_mode not in ("const", "none"):
             raise ValueError("the fast synthesis path supports noise_mode 'const' and 'none'")
-        noise = noise_mode == "const"
+        if noise is not None and (noise_mode != "const" or len(noise) != len(self.convs)):
+            raise ValueError(f"noise: one map per conv layer ({len(self.convs)}), with noise_mode 'const'")
+        noise_on = noise_mode == "const"
         n = S.shape[0]
         x = self.const.to(self.dtype).unsqueeze(0).expand(n, -1, -1, -1).contiguous(memory_format=self.memory_format)
         img = None
         rgb = 0
         for i, (off, dim, _, res, _) in enumerate(self.convs):
-            x = self._conv(i, x, S[:, off : off + dim], noise)
+            x = self._conv(i, x, S[:, off : off + dim], noise_on, None if noise is None else noise[i])
             block_end = i + 1 == len(self.convs) or self.convs[i + 1][3] != res
             if block_end:
                 r_off, r_dim, _, _ = self.rgbs[rgb]
