@@ -161,8 +161,8 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=None, help="JSON of every figure")
     args = p.parse_args(argv)
     if args.smoke:
-        args.device, args.batches, args.no_compile, args.random = "cpu", [2, 4], True, True
-        args.baseline_steps, args.measure_steps, args.fidelity_steps, args.w_avg_samples = 2, 2, 6, 500
+        args.device, args.batches, args.no_compile, args.random = "cpu", [2, 3], True, True
+        args.baseline_steps, args.measure_steps, args.fidelity_steps, args.w_avg_samples = 1, 1, 4, 500
         torch.set_num_threads(2)
     t_start = time.perf_counter()
     device = torch.device(args.device)
