@@ -209,7 +209,8 @@ def main(argv=None) -> None:
             torch.cuda.empty_cache()
             break
         rows.append({"mode": mode, "batch": b, "s_per_step": sps, "warmup_s": warm, "peak_gb": peak})
-        print(f"{mode}, batch {b}: {sps * 1000:.1f} ms/step, warm-up (compile) {warm:.1f} s, {peak:.1f} GB", flush=True)
+        what = "warm-up incl. compile" if compile else "warm-up"
+        print(f"{mode}, batch {b}: {sps * 1000:.1f} ms/step, {what} {warm:.1f} s, {peak:.1f} GB", flush=True)
         cost_estimate = (time.perf_counter() - t0) * 1.3  # a larger batch: compile again, longer steps
         if i == 0:
             if compile:  # what compilation adds
