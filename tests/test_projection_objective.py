@@ -122,3 +122,23 @@ def test_bfloat16_converges_like_float32(setup):
     assert (p_ref - start > 5).all() and (p_fast - start > 5).all(), (start, p_ref, p_fast)
     assert ((p_fast - p_ref).abs() < 1.5).all(), (p_ref, p_fast)
     assert (psnr(fast.images, ref.images) > 25).all()
+
+
+def test_stylegan3_projects_on_the_fast_path_without_noise_maps():
+    """StyleGAN3 has no noise buffers; its synthesis is whatever `fast_synthesis` gives it (the
+    float32 reference for now), so with the pixel loss both precisions agree in every space."""
+    from pipeline_lib.generator.stylegan3 import init_random_stylegan3
+    from pipeline_lib.generator.stylegan3_layers import StyleGAN3Config
+
+    tiny = {"z_dim": 8, "w_dim": 8, "img_resolution": 16, "channel_base": 64, "channel_max": 4, "num_layers": 6,
+            "margin_size": 4}  # fmt: skip
+    G = init_random_stylegan3(StyleGAN3Config(**tiny), seed=0, w_avg_samples=256)
+    stats = latent_statistics(G, 256, 123)
+    with torch.no_grad():
+        target = G.synthesize(*G.styles(G.mapping(torch.randn(2, 8, generator=torch.Generator().manual_seed(0)))))
+    for space in ("w", "w+", "s"):
+        runs = [project(G, target, ProjectorConfig(space=space, num_steps=3, loss="pixel", w_avg_samples=256,
+                                                   precision=precision), stats=stats)
+                for precision in ("float32", "bfloat16")]  # fmt: skip
+        assert runs[1].noise == {} and runs[1].S.shape == runs[0].S.shape
+        torch.testing.assert_close(runs[1].images, runs[0].images, atol=1e-5, rtol=1e-4)
