@@ -118,10 +118,11 @@ def test_bfloat16_converges_like_float32(setup):
                    stats=stats)  # fmt: skip
     start = psnr(G.ws_to_image(stats["w_avg"].repeat(2, G.num_ws, 1)), target)
     p_ref, p_fast = psnr(ref.images, target), psnr(fast.images, target)
-    # measured: float32 and bf16 reach the same PSNR within a fraction of a dB from the w_avg start
+    # measured: from 7.8 / 5.1 dB at w_avg, float32 13.06 / 13.99 dB and bf16 13.06 / 13.99 dB; the
+    # two reconstructions 53.3 / 46.7 dB apart
     assert (p_ref - start > 5).all() and (p_fast - start > 5).all(), (start, p_ref, p_fast)
     assert ((p_fast - p_ref).abs() < 1.5).all(), (p_ref, p_fast)
-    assert (psnr(fast.images, ref.images) > 25).all()
+    assert (psnr(fast.images, ref.images) > 35).all()
 
 
 def test_stylegan3_projects_on_the_fast_path_without_noise_maps():
