@@ -280,6 +280,20 @@ def test_report_reads_compute_fid_output_and_summarise_stats():
     assert "| 6.54 | 4.89 | 0.500 | 0.82 |" in ours
 
 
+def test_table1_extra_row_of_real_identities_only_when_given():
+    real = {**metrics(31.5, 0.61), "row": "real identities (ours only)", "identity_source": "real (FFHQ)",
+            "projection_run": "w/prior", "model": "results/models/euler/mref.pt", "num_pairs": 100}  # fmt: skip
+    t1 = section(render_tables({"euler": metrics(9.876)}, {}, real_edits=real), "## Table 1")
+    rows = [line for line in t1.splitlines() if line.startswith("| Ours")]
+    assert len(rows) == 2 and "real identities (extra row, ours only" in rows[1]
+    cells = [c.strip() for c in rows[1].strip("|").split("|")]
+    assert cells[1] == "31.50" and cells[3] == "0.610 ± 0.004"
+    assert [cells[i] for i in (2, 4, 7, 10)] == [NOT_IN_PAPER] * 4  # no paper values
+    assert "Real identities: real (FFHQ), projected (run w/prior)" in t1 and "100 pairs" in t1
+    plain = section(render_tables({"euler": metrics(9.876)}, {}), "## Table 1")
+    assert "real identities" not in plain.lower()
+
+
 def test_report_survives_missing_and_malformed_entries():
     text = render_tables({}, None)
     assert "## Table 1" in text and "## Table 2" in text and "## Table 3" in text

@@ -50,3 +50,19 @@ def test_unavailable_files_say_where_to_get_them(tmp_path):
         download(gone, tmp_path / "fan.zip")
     assert config_key(REGISTRY["stylegan2_ffhq256"]) == "generator.weights"
     assert "nvlabs-fi-cdn.nvidia.com" in how_to_get(REGISTRY["stylegan2_ffhq256"], "x.pkl")
+
+
+def test_a_sha256_prefix_verifies_like_torch_hub(tmp_path):
+    """torchvision's entries carry only the sha256 digits of their file names (vgg16-397923af.pth):
+    a file whose digest starts with them passes, any other is refused."""
+    from pipeline_lib.provenance import file_sha256
+
+    path = tmp_path / "vgg16-test.pth"
+    path.write_bytes(b"not really a checkpoint")
+    digest = file_sha256(path)
+    entry = dataclasses.replace(REGISTRY["vgg16_lpips"], sha256=digest[:8], size=None)
+    verify(entry, path)
+    other = f"{(int(digest[:8], 16) + 1) % 16**8:08x}"
+    with pytest.raises(WeightsUnavailable, match="does not match"):
+        verify(dataclasses.replace(entry, sha256=other), path)
+    assert REGISTRY["vgg16_lpips"].filename.removesuffix(".pth").rsplit("-", 1)[1] == REGISTRY["vgg16_lpips"].sha256

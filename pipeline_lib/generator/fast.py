@@ -18,6 +18,10 @@ a dataset says how its pixels were computed):
   exactly in the float32 demodulation coefficient. Both use the transposed-conv up-sampling
   (`transpose_phase_weight`: 16 taps instead of polyphase's 36, the FIR fused into the epilogue)
   and a ToRGB as one batched matrix product of the activations with per-sample weights.
+
+`forward(..., noise=maps)` replaces the folded constant noise by per-image maps (one
+[N or 1, 1, H, W] tensor per conv layer, in layer-table order, scaled by the layer's noise
+strength as the reference does): the projector optimises those maps (latent/objective.py).
 """
 
 from __future__ import annotations
@@ -141,6 +145,7 @@ class FastSynthesis(nn.Module):
                 self.register_buffer(f"conv{i}_wsq", w.square().sum(dim=[2, 3]).t().contiguous())  # [I, O]
                 self.register_buffer(f"conv{i}_noise", (layer.noise_const * layer.noise_strength).detach().float())
                 self.register_buffer(f"conv{i}_bias", layer.bias.detach().float().clone())
+                self.register_buffer(f"conv{i}_noise_strength", layer.noise_strength.detach().float().clone())
             for i, spec in enumerate(G.rgb_layers):
                 layer = G.module_of(spec)
                 dt = dtype_at(spec.resolution)
@@ -183,7 +188,7 @@ class FastSynthesis(nn.Module):
         """x * s rounded once to the conv dtype (float32 styles times the stored activations)."""
         return (x * s[:, :, None, None]).to(dt).contiguous(memory_format=self.memory_format)
 
-    def _conv(self, i: int, x: torch.Tensor, s: torch.Tensor, noise: bool) -> torch.Tensor:
+    def _conv(self, i: int, x: torch.Tensor, s: torch.Tensor, noise: bool, noise_map=None) -> torch.Tensor:
         plan = self.convs[i]
         coef = (s.square() @ getattr(self, f"conv{i}_wsq") + 1e-8).rsqrt()  # [N, O], float32
         if plan.scaled:
@@ -211,7 +216,9 @@ class FastSynthesis(nn.Module):
                 maps = [t[:, :, r::2, c::2] for r in (0, 1) for c in (0, 1)]
             x = fir_up_from_phases([[maps[0], maps[1]], [maps[2], maps[3]]], self.fir_taps)
         y = x.float() * coef[:, :, None, None]
-        if noise:
+        if noise_map is not None:
+            y = y + noise_map * getattr(self, f"conv{i}_noise_strength")
+        elif noise:
             y = y + getattr(self, f"conv{i}_noise")
         y = F.leaky_relu(y + getattr(self, f"conv{i}_bias")[None, :, None, None], LRELU_SLOPE) * LRELU_GAIN
         if self.conv_clamp is not None:
@@ -237,10 +244,12 @@ class FastSynthesis(nn.Module):
             y = y.clamp(-self.conv_clamp, self.conv_clamp)
         return y
 
-    def forward(self, S: torch.Tensor, S_rgb: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    def forward(self, S: torch.Tensor, S_rgb: torch.Tensor, noise_mode: str = "const", noise=None) -> torch.Tensor:
         if noise_mode not in ("const", "none"):
             raise ValueError("the fast synthesis path supports noise_mode 'const' and 'none'")
-        noise = noise_mode == "const"
+        if noise is not None and (noise_mode != "const" or len(noise) != len(self.convs)):
+            raise ValueError(f"noise: one map per conv layer ({len(self.convs)}), with noise_mode 'const'")
+        noise_on = noise_mode == "const"
         S, S_rgb = S.float(), S_rgb.float()
         n = S.shape[0]
         x = self.const.to(self.convs[0].dtype).unsqueeze(0).expand(n, -1, -1, -1)
@@ -248,7 +257,9 @@ class FastSynthesis(nn.Module):
         img = None
         rgb = 0
         for i, plan in enumerate(self.convs):
-            x = self._conv(i, x, S[:, plan.offset : plan.offset + plan.dim], noise)
+            x = self._conv(
+                i, x, S[:, plan.offset : plan.offset + plan.dim], noise_on, None if noise is None else noise[i]
+            )
             if i + 1 == len(self.convs) or self.convs[i + 1].resolution != plan.resolution:
                 r = self.rgbs[rgb]
                 y = self._torgb(rgb, x, S_rgb[:, r.offset : r.offset + r.dim])

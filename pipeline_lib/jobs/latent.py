@@ -116,7 +116,8 @@ def project_faces(
     if len(faces) < 2 and set_name != "identities":
         raise ValueError(f"{set_name}: {len(faces)} face(s); the evaluation needs at least 2")
     base = ProjectorConfig(num_steps=ps.steps, initial_learning_rate=ps.lr, prior_weight=ps.prior_weight,
-                           loss=ps.loss, w_avg_samples=ps.w_avg_samples, vgg16_path=vgg16)  # fmt: skip
+                           loss=ps.loss, w_avg_samples=ps.w_avg_samples, vgg16_path=vgg16, precision=ps.precision,
+                           compile=ps.compile and torch_device.type == "cuda")  # fmt: skip
     image_loss = make_image_loss(ps.loss, 0.0, vgg16, torch_device)
     runs = runs_for(set_name, ps.space, ps.prior_weight)
     log.info("%s: %d faces, %s; runs %s", set_name, len(faces), description, [r.name for r in runs])

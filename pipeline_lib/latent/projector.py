@@ -14,11 +14,15 @@ batch gives the same results as projecting each image alone, up to float roundin
 (tests/test_projector.py checks this). Per-image noise maps are realised by temporarily
 replacing each layer's `noise_const` buffer with an [N, 1, H, W] tensor, which the layer
 broadcasts over the batch; generators without noise buffers (StyleGAN3) simply skip all of it.
+
+Speed (`precision`, `compile`): the step's objective is `latent/objective.py`'s reference
+(float32, eager: NVIDIA's arithmetic, what the CPU tests run) or its fast GPU form (bf16
+synthesis and VGG16, one compiled graph), which computes the same function; the random
+streams, the schedule and the optimiser's updates are the same code in both.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -26,11 +30,18 @@ from dataclasses import asdict, dataclass, field
 import h5py
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.latent.gaussian import LatentGaussian, mapping_w_batches, to_v
 from pipeline_lib.latent.image_losses import make_image_loss
+from pipeline_lib.latent.objective import (  # noqa: F401 (noise_regularization, swapped_noise: re-exported)
+    PRECISIONS,
+    latent_styles,
+    make_objective,
+    noise_buffers,
+    noise_regularization,
+    swapped_noise,
+)
 
 SPACES = ("w", "w+", "s")
 # lambda: at a typical sample m^2 ~ w_dim = 512, so the prior costs ~0.05 per layer vector, the
@@ -59,10 +70,14 @@ class ProjectorConfig:
     loss: str = "lpips"
     msssim_weight: float = 0.0
     vgg16_path: str | None = None
+    precision: str = "float32"  # float32: the reference objective; bfloat16: the fast one (objective.py)
+    compile: bool = False  # torch.compile the step's objective (GPU)
 
     def __post_init__(self):
         if self.space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.num_steps < 1:
             raise ValueError("num_steps must be >= 1")
 
@@ -97,41 +112,6 @@ class ProjectionResult:
         return self.ws[:, 0] if self.ws is not None and self.config.space == "w" else None
 
 
-def noise_buffers(G) -> dict[str, torch.nn.Module]:
-    """{buffer name: owning module} of every `noise_const` (empty for StyleGAN3)."""
-    return {f"{name}.noise_const" if name else "noise_const": mod for name, mod in G.named_modules()
-            if "noise_const" in getattr(mod, "_buffers", {})}  # fmt: skip
-
-
-@contextlib.contextmanager
-def swapped_noise(G, maps: dict[str, torch.Tensor]):
-    """Temporarily make each layer use `maps[name]` ([N, 1, H, W]) as its const noise."""
-    owners = noise_buffers(G)
-    saved = {name: owners[name].noise_const for name in maps}
-    try:
-        for name, tensor in maps.items():
-            owners[name].noise_const = tensor
-        yield
-    finally:
-        for name, tensor in saved.items():
-            owners[name].noise_const = tensor
-
-
-def noise_regularization(maps: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per image: squared mean autocorrelations at a one-pixel shift in x and y, at every
-    scale from the map's own down to 8x8 (halving by 2x2 averages). Zero for white noise; keeps
-    the optimised noise from hiding image content."""
-    total = 0.0
-    for v in maps.values():
-        while True:
-            total = total + (v * torch.roll(v, 1, dims=3)).mean(dim=(1, 2, 3)).square()
-            total = total + (v * torch.roll(v, 1, dims=2)).mean(dim=(1, 2, 3)).square()
-            if v.shape[-1] <= 8:
-                break
-            v = F.avg_pool2d(v, kernel_size=2)
-    return total if isinstance(total, torch.Tensor) else torch.zeros(())
-
-
 @torch.no_grad()
 def latent_statistics(G, num_samples: int = 10_000, seed: int = 123, device="cpu") -> dict[str, torch.Tensor]:
     """w_avg, NVIDIA's scalar w_std = sqrt(E ||w - w_avg||^2) (a vector norm, not a per-element
@@ -157,13 +137,16 @@ def project(
     image_loss=None,
     stats: dict | None = None,
     device=None,
+    objective=None,
 ) -> ProjectionResult:
     """Project target faces (float NCHW in [-1, 1], the generator's resolution) into `config.space`.
 
     The W&T prior is on when `gaussian` is given and `config.prior_weight` > 0 (W and W+ only).
     `seeds` (one per image; default 0..N-1) drive each image's initial noise maps and latent
     noise, so an image gets the same result alone or in any batch. `stats` reuses
-    `latent_statistics` across calls; `image_loss` overrides the one `config` names.
+    `latent_statistics` across calls; `image_loss` overrides the one `config` names;
+    `objective` (`objective.make_objective`, of `config.precision`) reuses one across calls,
+    which a compiled objective needs (a new one compiles again).
     """
     device = torch.device(device) if device is not None else target.device
     target = target.to(device, torch.float32)
@@ -174,14 +157,19 @@ def project(
     use_prior = gaussian is not None and config.prior_weight > 0
     if use_prior and config.space == "s":
         raise ValueError("the W&T prior lives in V, a function of w; it is not defined for S projections")
-    if image_loss is None:
-        image_loss = make_image_loss(config.loss, config.msssim_weight, config.vgg16_path, device)
+    if objective is None:
+        if image_loss is None:
+            image_loss = make_image_loss(config.loss, config.msssim_weight, config.vgg16_path, device)
+        objective = make_objective(G, image_loss, config.precision, config.compile, device)
+    elif objective.precision != config.precision:
+        raise ValueError(f"the objective computes in {objective.precision}, the config asks for {config.precision}")
     if stats is None:
         stats = latent_statistics(G, config.w_avg_samples, config.w_avg_seed, device)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
 
     def per_image_randn(shape):  # drawn on the CPU, image by image: batch-independent
-        return torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+        x = torch.stack([torch.randn(shape, generator=g) for g in gens])
+        return x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
 
     num_ws = G.num_ws
     if config.space == "s":
@@ -197,28 +185,23 @@ def project(
     if config.optimize_noise:
         for name, owner in noise_buffers(G).items():
             maps[name] = per_image_randn([1, *owner.noise_const.shape[-2:]]).requires_grad_(True)
-    optimizer = torch.optim.Adam(latents + list(maps.values()), betas=(0.9, 0.999), lr=config.initial_learning_rate)
+    # fused Adam (the same update, one kernel) on the fast path only: the reference stays as it was
+    fused = {"fused": True} if device.type == "cuda" and objective.precision != "float32" else {}
+    optimizer = torch.optim.Adam(
+        latents + list(maps.values()), betas=(0.9, 0.999), lr=config.initial_learning_rate, **fused
+    )
+    ctx = objective.prepare(target)
 
-    def synthesize(latent_noise: bool, t: float):
+    def latent_noise(t: float) -> torch.Tensor:
+        """This step's latent noise (a tensor, so a compiled objective never sees the factor)."""
         if config.space == "s":
-            S, S_rgb = latents
-            if latent_noise:
-                noise = per_image_randn([S.shape[1] + S_rgb.shape[1]]) * noise_scale_vec * config.latent_noise_factor(t)
-                S, S_rgb = S + noise[:, : S.shape[1]], S_rgb + noise[:, S.shape[1] :]
-            return None, S, S_rgb
-        w = latents[0]
-        if latent_noise:
-            w = w + per_image_randn(list(w.shape[1:])) * (stats["w_std"].to(device) * config.latent_noise_factor(t))
-        ws = w.expand(-1, num_ws, -1) if config.space == "w" else w
-        return ws, *G.styles(ws)
+            dim = latents[0].shape[1] + latents[1].shape[1]
+            return per_image_randn([dim]) * noise_scale_vec * config.latent_noise_factor(t)
+        return per_image_randn(list(latents[0].shape[1:])) * (stats["w_std"].to(device) * config.latent_noise_factor(t))
 
-    def objective(latent_noise: bool, t: float):
-        _, S, S_rgb = synthesize(latent_noise, t)
-        with swapped_noise(G, maps):
-            img = G.synthesize(S, S_rgb, noise_mode="const")
-        terms = {"image": image_loss(img, target)}
-        terms["noise_reg"] = noise_regularization(maps).expand(n) if maps else torch.zeros(n, device=device)
-        total = terms["image"] + config.regularize_noise_weight * terms["noise_reg"]
+    def objective_terms(delta, compiled: bool):
+        img, terms = objective(config.space, latents, delta, maps, ctx, config.regularize_noise_weight, compiled)
+        total = terms.pop("total")
         if gaussian is not None and config.space != "s":
             # of the optimised, noise-free latent: one vector for W, one per layer for W+
             terms["mahalanobis_sq"] = _prior(gaussian, latents[0])
@@ -232,7 +215,7 @@ def project(
         t = step / config.num_steps
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate(t)
-        _, terms = objective(True, t)
+        _, terms = objective_terms(latent_noise(t), compiled=True)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].sum().backward()
         optimizer.step()
@@ -242,8 +225,8 @@ def project(
                 m *= m.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
 
     with torch.no_grad():
-        img, terms = objective(False, 1.0)
-        ws, S, S_rgb = synthesize(False, 1.0)
+        img, terms = objective_terms(None, compiled=False)
+        ws, S, S_rgb = latent_styles(G, config.space, latents, None)
         if ws is not None:
             ws = ws.detach().clone()
     return ProjectionResult(

@@ -31,6 +31,8 @@ from pipeline_lib.atomic import atomic_path
 from pipeline_lib.images import from_uint8_hwc, to_uint8_hwc
 from pipeline_lib.latent.evaluation import latent_errors, psnr
 from pipeline_lib.latent.gaussian import to_v
+from pipeline_lib.latent.image_losses import make_image_loss
+from pipeline_lib.latent.objective import make_objective
 from pipeline_lib.latent.projector import ProjectorConfig, latent_statistics, project
 
 log = logging.getLogger(__name__)
@@ -137,12 +139,17 @@ def project_runs(
 ) -> dict[str, dict]:
     """Every run of a set, `batch` faces at a time; {run name: arrays (numpy) and config}.
 
-    Image i always uses the random stream seed + i, so results do not depend on `batch`.
+    Image i always uses the random stream seed + i, so results do not depend on `batch`. One
+    objective (`base.precision`, `base.compile`) serves every batch and run: compiled, it then
+    compiles once per batch shape and space.
     """
     from dataclasses import replace
 
     device = torch.device(device)
     stats = latent_statistics(G, base.w_avg_samples, base.w_avg_seed, device)
+    if image_loss is None:
+        image_loss = make_image_loss(base.loss, base.msssim_weight, base.vgg16_path, device)
+    objective = make_objective(G, image_loss, base.precision, base.compile, device)
     n = len(targets_u8)
     out = {}
     for run in runs:
@@ -151,7 +158,8 @@ def project_runs(
         for a in tqdm(range(0, n, batch), desc=f"project {run.name}", unit="batch", disable=not progress):
             b = min(a + batch, n)
             target = to_generator_input(targets_u8[a:b], G.img_resolution, device)
-            res = project(G, target, config, gaussian, list(range(seed + a, seed + b)), image_loss, stats, device)
+            seeds = list(range(seed + a, seed + b))
+            res = project(G, target, config, gaussian, seeds, stats=stats, device=device, objective=objective)
             arrays = {"S": res.S, "S_rgb": res.S_rgb, "images": to_uint8_hwc(res.images.clamp(-1, 1))}
             if res.ws is not None:
                 arrays["ws"] = res.ws

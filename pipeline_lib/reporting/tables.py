@@ -269,6 +269,7 @@ def render_tables(
     face_size=None,
     field_table_csv=None,
     layer_table=None,
+    real_edits: Mapping | None = None,
 ) -> str:
     """The whole `tables.md` as a string (see the module docstring for the dict shapes).
 
@@ -278,7 +279,8 @@ def render_tables(
     `eval_metrics`), with the paper's row for that variant. Table 3: one row per layer range;
     our configuration is matched to the paper's by its range (`ablation_ranges[key]` or a
     "convA-convB" key), never by its name. `fields` / `field_table_csv` give our generative
-    fields (default: the paper's appendix Table 1).
+    fields (default: the paper's appendix Table 1). `real_edits` (the `edit_real_faces` stage's
+    metrics) adds Table 1's extra row: the final model editing projected real faces, ours only.
     """
     eval_metrics = dict(eval_metrics or {})
     ablation_metrics = dict(ablation_metrics or {})
@@ -312,8 +314,21 @@ def render_tables(
     if final_variant is not None:
         ours_label = f"{ours_label}; our variant `{final_variant}`"
     t1.append(([ours_label], eval_metrics.get(final_variant), PAPER_TABLE1["ours"], ours_label))
+    if real_edits is not None:
+        real_label = f"{ours_label}, real identities (extra row, ours only: the paper edits generated faces)"
+        t1.append(([real_label], real_edits, None, "real identities"))
     out += _table(t1, ["Method"], detectors)
-    out += ["", f"Paper values: {PAPER_TABLE1_SOURCE}. LORD, FSGAN and IDDISEN are the paper's numbers only.", ""]
+    out += ["", f"Paper values: {PAPER_TABLE1_SOURCE}. LORD, FSGAN and IDDISEN are the paper's numbers only."]
+    if real_edits is not None:
+        out += [
+            "",
+            (
+                f"Real identities: {real_edits.get('identity_source', '?')}, projected (run "
+                f"{real_edits.get('projection_run', '?')}) and edited by `{real_edits.get('model', '?')}` with "
+                f"attribute faces {real_edits.get('attribute_source', '?')}; {real_edits.get('num_pairs', '?')} pairs."
+            ),
+        ]
+    out += [""]
 
     out += ["## Table 2: ablation of the variants", ""]
     t2 = []

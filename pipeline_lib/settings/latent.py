@@ -43,6 +43,8 @@ class ProjectionSettings(Section):
     lr: float  # Adam's peak learning rate (NVIDIA: 0.1)
     prior_weight: float  # lambda of the W&T prior (ours)
     loss: str  # image loss: lpips (VGG16, NVIDIA's) or pixel (L2, no download)
+    precision: str  # float32 (the reference step) or bfloat16 (the fast step)
+    compile: bool  # torch.compile the step's objective (GPU only)
     num_images: int  # faces projected per set
     batch: int  # faces optimised together
     seed: int  # per-image random streams are seeded by seed + image index
@@ -59,6 +61,8 @@ class ProjectionSettings(Section):
             raise ValueError(f"projection.space must be w, w+ or s, got {obj.space!r}")
         if obj.loss not in ("lpips", "pixel"):
             raise ValueError(f"projection.loss must be lpips or pixel, got {obj.loss!r}")
+        if obj.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"projection.precision must be float32 or bfloat16, got {obj.precision!r}")
         return obj
 
 

@@ -145,7 +145,10 @@ REGISTRY: dict[str, WeightsFile] = {
             "vgg16_lpips",
             "vgg16-397923af.pth",
             "https://download.pytorch.org/models/vgg16-397923af.pth",
-            "397923af",  # torch hub's file-name prefix of the sha256
+            # Only a prefix is published: torchvision names its checkpoints `<arch>-<first 8 hex digits
+            # of the file's sha256>.pth`, and torch.hub's `load_state_dict_from_url(check_hash=True)`
+            # checks a download the same way (digest starts with the name's digits); `verify` too.
+            "397923af",
             None,
             "torchvision (BSD-3-Clause) VGG16 ImageNet weights (VGG16_Weights.IMAGENET1K_V1)",
             "LPIPS-VGG16 image loss of the projector and diversity of the sampling comparison (W&T)",

@@ -16,4 +16,5 @@ report.run(
     configs=snakemake.params.configs,
     final_variant=snakemake.params.final_variant,
     detectors=snakemake.params.detectors,
+    real_edits=snakemake.input.get("real_edits"),
 )
