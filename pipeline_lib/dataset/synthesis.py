@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path
+from pipeline_lib.compile_cache import compiled
 from pipeline_lib.dataset.integrity import check_chunk_finite, nonfinite_cause
 from pipeline_lib.dataset.latent_rng import draw_latents, latents_numpy
 from pipeline_lib.dataset.shard_writer import InlineWriter, ProcessWriter
@@ -150,7 +151,7 @@ class ChunkSynthesizer:
         self.w_transform = w_transform  # issue 15: w [N, w_dim] -> w (log-compression); None = as mapped
         cuda = self.device.type == "cuda"
         self.fast = fast_synthesis(G, dtype=settings.torch_dtype, channels_last=cuda).to(self.device)
-        self.synthesize = torch.compile(self.fast, dynamic=False) if settings.compile else self.fast
+        self.synthesize = compiled(self.fast, dynamic=False) if settings.compile else self.fast
         self.cuda_graph = cuda and not settings.compile if cuda_graph is None else cuda_graph
         self._graph = None
         self._z_start, self._z = 0, None  # a block of drawn latents (LATENT_BLOCK faces)
