@@ -75,10 +75,12 @@ def run_jobs(gen: Path, results: Path, ds: dict, device: str) -> None:
     )
 
 
-def run_snakemake(gen: Path, results: Path, ds: dict, device: str, work: Path) -> None:
+def run_snakemake(gen: Path, results: Path, ds: dict, device: str, work: Path, smoke: bool) -> None:
+    config = {"results": str(results), "device": device, "generator": {"weights": str(gen)}, "dataset": ds}
+    if smoke:  # the tiny generator has 7 conv layers: ablation ranges it can hold (checked at start-up)
+        config["ablation"] = {"configs": {f"config{i}": ["conv0", "conv2"] for i in range(1, 6)}}
     cfg = work / f"{results.name}.yaml"
-    cfg.write_text(yaml.safe_dump({"results": str(results), "device": device, "generator": {"weights": str(gen)},
-                                   "dataset": ds}))  # fmt: skip
+    cfg.write_text(yaml.safe_dump(config))
     cmd = [sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles" / "local-gpu"), "--configfile",
            str(cfg), "--directory", str(REPO), str(results / "dataset" / "faces.h5")]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True)
@@ -138,7 +140,7 @@ def main() -> None:
         ds = dataset_config(args, faces, new, num_shards)
         t0 = time.perf_counter()
         if runner == "snakemake":
-            run_snakemake(gen, results, ds, device, work)
+            run_snakemake(gen, results, ds, device, work, args.smoke)
         else:
             run_jobs(gen, results, ds, device)
         seconds = time.perf_counter() - t0
