@@ -1,14 +1,14 @@
 """The synthetic face dataset: z, w, S and images of N generated faces in HDF5.
 
 Determinism: face i depends only on (global seed, i). Its latent is a function of (seed, i)
-(`latent_rng.draw_latents`: Philox on the device, or the older per-face numpy streams), and the networks always run on *chunks* of `chunk_size` consecutive
-indices aligned to multiples of `chunk_size` (the last chunk is padded with the following
-indices and the padding dropped). Matrix and convolution kernels round differently for
-different batch shapes, so fixing the kernel batch is what makes a face bit-identical whatever
-the shard size, the write batch size or the number of parallel jobs. `chunk_size` itself is
-a numerical setting like the dtype: it is recorded in the file, and merging refuses shards
-made with different settings. On a CPU the number of threads is one too (oneDNN partitions
-some convolutions by it), so it is recorded as well.
+(`latent_rng`: Philox on the device, or the older per-face numpy streams), and the networks
+always run on *chunks* of `chunk_size` consecutive indices aligned to multiples of
+`chunk_size` (the last chunk is padded with the following indices and the padding dropped).
+Matrix and convolution kernels round differently for different batch shapes, so fixing the
+kernel batch is what makes a face bit-identical whatever the shard size, the write batch size
+or the number of parallel jobs. `chunk_size` itself is a numerical setting like the dtype: it
+is recorded in the file, and merging refuses shards made with different settings. On a CPU
+the number of threads is one too (oneDNN partitions some convolutions by it), so it is recorded as well.
 """
 
 from __future__ import annotations
