@@ -8,7 +8,8 @@ Matrix and convolution kernels round differently for different batch shapes, so 
 kernel batch is what makes a face bit-identical whatever the shard size, the write batch size
 or the number of parallel jobs. `chunk_size` itself is a numerical setting like the dtype: it
 is recorded in the file, and merging refuses shards made with different settings. On a CPU
-the number of threads is one too (oneDNN partitions some convolutions by it), so it is recorded as well.
+the number of threads is one too (oneDNN partitions some convolutions by it), so it is
+recorded as well.
 """
 
 from __future__ import annotations
