@@ -194,12 +194,18 @@ class ProcessWriter:
                 stream.close()
             except OSError:
                 pass
+        if self.fd is None:
+            return
         self.views = []
-        self.buffer.close()
+        try:
+            self.buffer.close()
+        except BufferError:  # a caller still holds a view: the mapping goes with the process
+            pass
         if hasattr(self, "_tmp"):
             self._tmp.close()
         else:
             os.close(self.fd)
+        self.fd = None
 
 
 def _root() -> str:
