@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline_lib.dataset.latent_rng import draw_latents
 from pipeline_lib.dataset.statistics import RunningMoments, compute_style_stats, invert_last_lrelu
 from pipeline_lib.dataset.synthesis import SynthesisSettings, latents, merge_shards, shard_ranges, write_shard
 from pipeline_lib.generator import save_generator
@@ -35,7 +36,7 @@ def tiny_G():
     return init_random_generator(TINY_CFG, seed=3, w_avg_samples=500)
 
 
-def build(G, folder: Path, shard_size: int, batch_size: int, settings=SETTINGS, parallel=False) -> Path:
+def build(G, folder: Path, shard_size: int, batch_size: int, settings=SETTINGS, parallel=False, writer=None) -> Path:
     ranges = shard_ranges(N, shard_size)
     paths = [folder / f"{i}.h5" for i in range(len(ranges))]
     if parallel:
@@ -53,7 +54,7 @@ def build(G, folder: Path, shard_size: int, batch_size: int, settings=SETTINGS, 
             assert j.exitcode == 0
     else:
         for p, (a, b) in zip(paths, ranges):
-            write_shard(p, G, "sha", a, b, N, settings, batch_size, progress=False)
+            write_shard(p, G, "sha", a, b, N, settings, batch_size, progress=False, writer=writer)
     merge_shards(paths, folder / "faces.h5", num_identity=18, num_attribute=6)
     return folder / "faces.h5"
 
@@ -84,12 +85,14 @@ def test_faces_are_identical_whatever_the_shard_size_batch_size_and_jobs(tiny_G,
         "one shard, batch 8": (24, 8, False),
         "shards of 8, batch 4": (8, 4, False),
         "shards of 12, batch 12, parallel jobs": (12, 12, True),
+        "shards of 16, batch 4, writer process": (16, 4, "process"),
     }
     results = {}
-    for name, (shard, batch, parallel) in runs.items():
+    for name, (shard, batch, how) in runs.items():
         folder = tmp_path / name.replace(" ", "_").replace(",", "")
         folder.mkdir()
-        results[name] = read_all(build(tiny_G, folder, shard, batch, parallel=parallel))
+        writer = how if isinstance(how, str) else None
+        results[name] = read_all(build(tiny_G, folder, shard, batch, parallel=how is True, writer=writer))
     first, *others = results.values()
     for other in others:
         for key in first:
@@ -99,7 +102,7 @@ def test_faces_are_identical_whatever_the_shard_size_batch_size_and_jobs(tiny_G,
 
 def test_faces_equal_the_reference_generator(tiny_G, tmp_path):
     data = read_all(build(tiny_G, tmp_path, 24, 8))
-    z = torch.from_numpy(latents(7, range(N), 16))
+    z = draw_latents(SETTINGS.latent_rng, 7, 0, N, 16)
     ws = tiny_G.mapping(z, truncation_psi=0.8)
     assert np.array_equal(data["z"], z.numpy())
     np.testing.assert_allclose(data["w"], ws[:, 0].numpy(), atol=1e-5)
@@ -270,3 +273,52 @@ def test_merged_file_reads_from_the_shards_and_refuses_a_missing_one(tiny_G, tmp
     )
     with pytest.raises(ValueError, match="is not the shard"):
         open_faces(faces)
+
+
+def test_the_legacy_latent_generator_keeps_old_dataset_ids_and_attributes(tiny_G, tmp_path):
+    import dataclasses
+    import hashlib
+
+    from pipeline_lib.dataset.synthesis import FORMAT, dataset_id
+
+    legacy = dataclasses.replace(SETTINGS, latent_rng="numpy")
+    old_spec = {"generator_sha256": "sha", "num_faces": N, "format": FORMAT}  # as computed before latent_rng
+    old_spec.update({k: v for k, v in dataclasses.asdict(legacy).items() if k not in ("compile", "latent_rng")})
+    assert dataset_id("sha", legacy, N) == hashlib.sha256(json.dumps(old_spec, sort_keys=True).encode()).hexdigest()
+    assert dataset_id("sha", dataclasses.replace(SETTINGS, latent_rng="counter"), N) != dataset_id("sha", legacy, N)
+    write_shard(tmp_path / "0.h5", tiny_G, "sha", 0, 8, N, legacy, 8, progress=False)
+    write_shard(tmp_path / "1.h5", tiny_G, "sha", 8, 24, N, dataclasses.replace(legacy, latent_rng="counter"), 8,
+                progress=False)  # fmt: skip
+    with h5py.File(tmp_path / "0.h5", "r") as f:
+        assert "latent_rng" not in f.attrs and np.array_equal(f["z"][()], latents(7, range(8), 16))
+    with h5py.File(tmp_path / "1.h5", "r") as f:
+        assert f.attrs["latent_rng"] == "counter"
+    with pytest.raises(ValueError, match="latent_rng='counter' differs"):
+        merge_shards([tmp_path / "0.h5", tmp_path / "1.h5"], tmp_path / "m.h5", 18, 6)
+
+
+def test_num_shards_splits_into_whole_chunks():
+    from pipeline_lib.settings import DatasetSettings, load_config
+
+    raw = load_config()["dataset"] | {"num_identity": 900, "num_attribute": 100, "chunk_size": 256}
+    assert DatasetSettings.parse(raw | {"num_shards": 1}).faces_per_shard == 1024
+    assert shard_ranges(1000, DatasetSettings.parse(raw | {"num_shards": 2}).faces_per_shard) == [(0, 512), (512, 1000)]
+    assert DatasetSettings.parse(raw | {"num_shards": None, "shard_size": 512}).faces_per_shard == 512
+    with pytest.raises(ValueError, match="num_shards must be at least 1"):
+        DatasetSettings.parse(raw | {"num_shards": 0}).validate()
+
+
+def test_writer_process_errors_reach_the_caller(tmp_path):
+    from pipeline_lib.dataset.shard_writer import ProcessWriter
+
+    specs = {"seed": {"shape": [8], "dtype": "i8", "chunks": None}}
+    writer = ProcessWriter(tmp_path / "a.h5", specs, slot_rows=4, slots=1)
+    writer.write(4, {"seed": np.arange(4, dtype=np.int64)})  # out of order: the process refuses it
+    with pytest.raises(RuntimeError, match="shard writer process failed: RuntimeError: rows at 4 arrived out of order"):
+        writer.write(0, {"seed": np.arange(4, dtype=np.int64)})
+    writer.abort()
+    writer = ProcessWriter(tmp_path / "b.h5", specs, slot_rows=4, slots=1)
+    writer.proc.kill()
+    with pytest.raises(RuntimeError, match="ended without an answer"):
+        writer.finish({})
+    writer.abort()

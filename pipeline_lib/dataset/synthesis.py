@@ -1,14 +1,15 @@
 """The synthetic face dataset: z, w, S and images of N generated faces in HDF5.
 
-Determinism: face i depends only on (global seed, i). Its latent comes from its own random
-stream (`latents`), and the networks always run on *chunks* of `chunk_size` consecutive
-indices aligned to multiples of `chunk_size` (the last chunk is padded with the following
-indices and the padding dropped). Matrix and convolution kernels round differently for
-different batch shapes, so fixing the kernel batch is what makes a face bit-identical whatever
-the shard size, the write batch size or the number of parallel jobs. `chunk_size` itself is
-a numerical setting like the dtype: it is recorded in the file, and merging refuses shards
-made with different settings. On a CPU the number of threads is one too (oneDNN partitions
-some convolutions by it), so it is recorded as well.
+Determinism: face i depends only on (global seed, i). Its latent is a function of (seed, i)
+(`latent_rng`: Philox on the device, or the older per-face numpy streams), and the networks
+always run on *chunks* of `chunk_size` consecutive indices aligned to multiples of
+`chunk_size` (the last chunk is padded with the following indices and the padding dropped).
+Matrix and convolution kernels round differently for different batch shapes, so fixing the
+kernel batch is what makes a face bit-identical whatever the shard size, the write batch size
+or the number of parallel jobs. `chunk_size` itself is a numerical setting like the dtype: it
+is recorded in the file, and merging refuses shards made with different settings. On a CPU
+the number of threads is one too (oneDNN partitions some convolutions by it), so it is
+recorded as well.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ import torch
 from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path
-from pipeline_lib.dataset.integrity import ContentHasher, check_chunk_finite, nonfinite_cause
+from pipeline_lib.compile_cache import compiled
+from pipeline_lib.dataset.integrity import check_chunk_finite, nonfinite_cause
+from pipeline_lib.dataset.latent_rng import draw_latents, latents_numpy
+from pipeline_lib.dataset.shard_writer import InlineWriter, ProcessWriter
 from pipeline_lib.generator.fast import fast_synthesis
 from pipeline_lib.generator.stylegan2 import Generator
 from pipeline_lib.images import to_uint8_hwc
@@ -50,9 +54,15 @@ SHARED_ATTRS = (
     "chunk_size",
     "dtype",
     "synthesis_arithmetic",
+    "latent_rng",
     "num_faces",
     "dataset_id",
 )
+# The latent generator of every dataset made before `dataset.latent_rng` existed: such files
+# carry no latent_rng attribute, and datasets made with it keep their id.
+LEGACY_LATENT_RNG = "numpy"
+# Faces whose latents are drawn at once (counter generator: fewer, larger kernel launches).
+LATENT_BLOCK = 16384
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class SynthesisSettings:
     chunk_size: int  # faces per network evaluation
     dtype: str  # synthesis precision mode (generator/fast.py PRECISIONS); styles are always float32
     noise_mode: str  # const, random or none
+    latent_rng: str  # counter (Philox on the device) or numpy (per-face streams, older datasets)
     compile: bool  # torch.compile the synthesis network (GPU); not part of the dataset's identity
 
     @classmethod
@@ -80,6 +91,7 @@ class SynthesisSettings:
             chunk_size=dataset.chunk_size,
             dtype=dataset.dtype,
             noise_mode=dataset.noise_mode,
+            latent_rng=dataset.latent_rng,
             compile=dataset.compile,
         )
 
@@ -88,18 +100,22 @@ def dataset_id(generator_sha256: str, settings: SynthesisSettings, num_faces: in
     """Identity of a dataset: a hash of everything that determines its contents. `sampling`
     (issue 15: log-compression) enters only when given, so default datasets keep their id."""
     spec = {"generator_sha256": generator_sha256, "num_faces": num_faces, "format": FORMAT}
-    spec.update({k: v for k, v in asdict(settings).items() if k != "compile"})
+    spec.update(identity_fields(settings))
     if sampling is not None:
         spec["sampling"] = sampling
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def latents(global_seed: int, indices, z_dim: int) -> np.ndarray:
-    """z for each global index, from a random stream of its own (seeded by (global_seed, i))."""
-    out = np.empty((len(indices), z_dim), dtype=np.float32)
-    for row, i in enumerate(indices):
-        out[row] = np.random.default_rng([int(global_seed), int(i)]).standard_normal(z_dim, dtype=np.float32)
-    return out
+def identity_fields(settings: SynthesisSettings) -> dict:
+    """The settings stored as shard attributes and hashed into `dataset_id`: all but `compile`,
+    and `latent_rng` only when it is not the legacy numpy streams (older datasets keep their id)."""
+    fields = {k: v for k, v in asdict(settings).items() if k != "compile"}
+    if fields["latent_rng"] == LEGACY_LATENT_RNG:
+        del fields["latent_rng"]
+    return fields
+
+
+latents = latents_numpy  # the per-face numpy streams (dataset.latent_rng: numpy)
 
 
 def shard_ranges(num_faces: int, shard_size: int) -> list[tuple[int, int]]:
@@ -133,9 +149,22 @@ class ChunkSynthesizer:
         self.w_transform = w_transform  # issue 15: w [N, w_dim] -> w (log-compression); None = as mapped
         cuda = self.device.type == "cuda"
         self.fast = fast_synthesis(G, dtype=settings.dtype, channels_last=cuda).to(self.device)
-        self.synthesize = torch.compile(self.fast, dynamic=False) if settings.compile else self.fast
+        self.synthesize = compiled(self.fast, dynamic=False) if settings.compile else self.fast
         self.cuda_graph = cuda and not settings.compile if cuda_graph is None else cuda_graph
         self._graph = None
+        self._z_start, self._z = 0, None  # a block of drawn latents (LATENT_BLOCK faces)
+
+    def latents(self, chunk_start: int) -> torch.Tensor:
+        """z of one chunk on the device; the counter generator draws a block of chunks at once
+        (a face's z does not depend on the block, see latent_rng)."""
+        s, n = self.settings, self.settings.chunk_size
+        if s.latent_rng != "counter":
+            return draw_latents(s.latent_rng, s.global_seed, chunk_start, n, self.G.z_dim, self.device)
+        if self._z is None or not self._z_start <= chunk_start <= self._z_start + len(self._z) - n:
+            count = max(n, LATENT_BLOCK // n * n) if self.device.type == "cuda" else n
+            self._z_start = chunk_start
+            self._z = draw_latents("counter", s.global_seed, chunk_start, count, self.G.z_dim, self.device)
+        return self._z[chunk_start - self._z_start : chunk_start - self._z_start + n]
 
     def _compute(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         ws = self.G.mapping(z, truncation_psi=self.settings.truncation_psi)
@@ -162,15 +191,15 @@ class ChunkSynthesizer:
     def run(self, chunk_start: int) -> dict[str, torch.Tensor]:
         s = self.settings
         idx = np.arange(chunk_start, chunk_start + s.chunk_size)
-        z = torch.from_numpy(latents(s.global_seed, idx, self.G.z_dim))
+        z = self.latents(chunk_start)
         if self.cuda_graph:
             if self._graph is None:
                 self._capture()
-            self._static_z.copy_(z.pin_memory(), non_blocking=True)
+            self._static_z.copy_(z, non_blocking=True)
             self._graph.replay()
             out = dict(self._static_out)
         else:
-            out = self._compute(z.to(self.device))
+            out = self._compute(z)
         out["seed"] = torch.from_numpy(idx)
         return out
 
@@ -179,13 +208,16 @@ def _layer_table_json(G: Generator) -> str:
     return json.dumps([spec.as_row() for spec in G.layers])
 
 
-def _create_arrays(f: h5py.File, n: int, G: Generator) -> None:
+def _array_specs(n: int, G: Generator) -> dict:
+    """The shard's arrays (shape, dtype, HDF5 chunks), in the order `ARRAYS` names them."""
     res, ch = G.img_resolution, G.img_channels
-    f.create_dataset("z", (n, G.z_dim), dtype="f4")
-    f.create_dataset("w", (n, G.w_dim), dtype="f4")
-    f.create_dataset("styles", (n, G.style_dim), dtype="f4", chunks=(min(n, 256), G.style_dim))
-    f.create_dataset("images", (n, res, res, ch), dtype="u1", chunks=(1, res, res, ch))
-    f.create_dataset("seed", (n,), dtype="i8")
+    return {
+        "z": {"shape": [n, G.z_dim], "dtype": "f4", "chunks": None},
+        "w": {"shape": [n, G.w_dim], "dtype": "f4", "chunks": None},
+        "styles": {"shape": [n, G.style_dim], "dtype": "f4", "chunks": [min(n, 256), G.style_dim]},
+        "images": {"shape": [n, res, res, ch], "dtype": "u1", "chunks": [1, res, res, ch]},
+        "seed": {"shape": [n], "dtype": "i8", "chunks": None},
+    }
 
 
 def write_shard(
@@ -202,11 +234,14 @@ def write_shard(
     progress: bool = True,
     sampling: dict | None = None,
     w_transform=None,
+    writer: str | None = None,
 ) -> dict:
     """Generate faces [start, stop) into one HDF5 shard, atomically; returns timing figures.
 
-    The device computes chunk k+1 while a writer thread copies chunk k to the file, so that
-    the GPU never waits for the disk.
+    The device computes chunk k+1 while a feeder thread hands chunk k to the writer, so that the
+    GPU never waits for the disk. `writer`: "process" (a writer process fed through shared
+    memory, so that h5py never holds this process's GIL; the default on a GPU) or "inline"
+    (the feeder thread writes; the default on a CPU, where synthesis is the bottleneck).
     """
     if start % settings.chunk_size or batch_size % settings.chunk_size or not 0 <= start < stop <= num_faces:
         raise ValueError(
@@ -214,49 +249,42 @@ def write_shard(
             f"size must be multiples of chunk_size {settings.chunk_size}"
         )
     synth = synthesizer or ChunkSynthesizer(G, settings, device, w_transform=w_transform)
+    writer = writer or ("process" if synth.device.type == "cuda" else "inline")
+    if writer not in ("process", "inline"):
+        raise ValueError(f"writer must be process or inline, got {writer!r}")
     n = stop - start
     t0 = time.perf_counter()
-    writer_busy = [0.0]
     pending: queue.Queue = queue.Queue(maxsize=3)
     errors: list[BaseException] = []
     bar = tqdm(total=n, desc=f"faces {start}-{stop}", unit="img", disable=not progress, smoothing=0.1)
 
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        _create_arrays(f, n, G)
+    with atomic_path(path) as tmp:
+        sink = (ProcessWriter if writer == "process" else InlineWriter)(tmp, _array_specs(n, G), settings.chunk_size)
 
-        hasher = ContentHasher()
-
-        def writer():
+        def feed():
             try:
                 while (item := pending.get()) is not None:
                     offset, host, event = item
                     if event is not None:
-                        event.synchronize()
-                    t_write = time.perf_counter()
+                        event.synchronize()  # releases the GIL while it waits
                     count = min(len(host["seed"]), n - offset)
-                    rows = {name: np.asarray(host[name][:count].numpy(), dtype=f[name].dtype) for name in ARRAYS}
+                    rows = {name: host[name][:count].numpy() for name in ARRAYS}
                     rows["finite_images"] = host["finite_images"][:count].numpy()
                     faces = (start + offset, start + offset + count)
                     check_chunk_finite(rows, faces, path, lambda: nonfinite_cause(G, settings.truncation_psi))
-                    if offset != hasher.rows:
-                        raise RuntimeError(f"chunk at face {start + offset} arrived out of order")
-                    for name in ARRAYS:
-                        f[name][offset : offset + count] = rows[name]
-                        hasher.update(name, rows[name])  # hashlib releases the GIL on large buffers
-                    hasher.rows += count
-                    writer_busy[0] += time.perf_counter() - t_write
+                    sink.write(offset, {name: rows[name] for name in ARRAYS})
                     bar.update(count)
             except BaseException as exc:  # surfaced in the main thread
                 errors.append(exc)
                 while pending.get() is not None:
                     pass
 
-        thread = threading.Thread(target=writer, daemon=True)
+        thread = threading.Thread(target=feed, daemon=True)
         thread.start()
         in_flight: deque = deque()
         try:
-            for batch_start in range(start, stop, batch_size):
-                for chunk_start in range(batch_start, min(batch_start + batch_size, stop), settings.chunk_size):
+            try:
+                for chunk_start in range(start, stop, settings.chunk_size):
                     out = synth.run(chunk_start)
                     pin = synth.device.type == "cuda"
                     host = {k: v.to("cpu", non_blocking=pin) if pin else v.cpu() for k, v in out.items()}
@@ -265,21 +293,20 @@ def write_shard(
                         event = torch.cuda.Event()
                         event.record()
                         # Keep two chunks queued on the GPU, no more: a thread that runs further
-                        # ahead blocks inside kernel launches holding the GIL and starves the writer.
+                        # ahead blocks inside kernel launches holding the GIL and starves the feeder.
                         in_flight.append(event)
                         if len(in_flight) > 2:
                             in_flight.popleft().synchronize()  # releases the GIL while it waits
                     pending.put((chunk_start - start, host, event))
                     if errors:
                         raise errors[0]
-        finally:
-            pending.put(None)
-            thread.join()
-            bar.close()
-        if errors:
-            raise errors[0]
-        f.attrs.update(
-            {
+            finally:
+                pending.put(None)
+                thread.join()
+                bar.close()
+            if errors:
+                raise errors[0]
+            attrs = {
                 "format": FORMAT,
                 "generator_sha256": generator_sha256,
                 "num_faces": num_faces,
@@ -291,17 +318,19 @@ def write_shard(
                 "device_type": synth.device.type,
                 "synthesis_arithmetic": synth.fast.arithmetic,  # what `dtype` computed, in words
                 "cpu_threads": torch.get_num_threads() if synth.device.type == "cpu" else 0,
-                "content_sha256": hasher.content_sha256(),  # verified by store.open_faces
-                "array_sha256": json.dumps(hasher.array_sha256()),
-                **{k: v for k, v in asdict(settings).items() if k != "compile"},
+                **identity_fields(settings),
             }
-        )
+            result = sink.finish(attrs)
+        except BaseException:
+            sink.abort()  # before atomic_path removes the temporary file
+            raise
     seconds = time.perf_counter() - t0
+    busy = result["writer_busy_s"]
     log.info(
-        "wrote %s: faces %d-%d in %.1f s (%.1f images/s; the writer was busy %.1f s)",
-        path, start, stop, seconds, n / seconds, writer_busy[0],
+        "wrote %s: faces %d-%d in %.1f s (%.1f images/s; %s writer busy %.1f s)",
+        path, start, stop, seconds, n / seconds, writer, busy,
     )  # fmt: skip
-    return {"faces": n, "seconds": seconds, "images_per_second": n / seconds, "writer_busy_s": writer_busy[0]}
+    return {"faces": n, "seconds": seconds, "images_per_second": n / seconds, "writer_busy_s": busy, "writer": writer}
 
 
 def merge_shards(shard_paths, out_path, num_identity: int, num_attribute: int) -> dict:
@@ -325,9 +354,9 @@ def merge_shards(shard_paths, out_path, num_identity: int, num_attribute: int) -
     metas_sorted = sorted(zip(metas, shard_paths), key=lambda mp: mp[0]["start"])
     first = metas_sorted[0][0]
     for meta, p in metas_sorted:
-        for key in SHARED_ATTRS:
-            if meta.get(key) != first.get(key):  # .get: shards written before an attribute existed
-                raise ValueError(f"{p}: {key}={meta[key]!r} differs from {metas_sorted[0][1]}: {first[key]!r}")
+        for key in SHARED_ATTRS:  # .get: shards made before latent_rng existed lack it
+            if meta.get(key) != first.get(key):
+                raise ValueError(f"{p}: {key}={meta.get(key)!r} differs from {metas_sorted[0][1]}: {first.get(key)!r}")
     expected = 0
     for meta, p in metas_sorted:
         if meta["start"] != expected:

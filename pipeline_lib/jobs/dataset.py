@@ -25,14 +25,14 @@ log = logging.getLogger(__name__)
 def shard_indices(dataset: dict) -> list[int]:
     """The shards of the configured dataset (the rules expand over them); sizes checked first."""
     ds = DatasetSettings.parse(dataset)
-    check_sizes(ds.num_faces, ds.shard_size, ds.batch_size, ds.chunk_size)
-    return list(range(len(shard_ranges(ds.num_faces, ds.shard_size))))
+    check_sizes(ds.num_faces, ds.faces_per_shard, ds.batch_size, ds.chunk_size)
+    return list(range(len(shard_ranges(ds.num_faces, ds.faces_per_shard))))
 
 
 def synthesize_shard(generator, out_path, shard: int, dataset: dict, device: str, gaussian=None) -> dict:
     ds = DatasetSettings.parse(dataset)
-    check_sizes(ds.num_faces, ds.shard_size, ds.batch_size, ds.chunk_size)
-    ranges = shard_ranges(ds.num_faces, ds.shard_size)
+    check_sizes(ds.num_faces, ds.faces_per_shard, ds.batch_size, ds.chunk_size)
+    ranges = shard_ranges(ds.num_faces, ds.faces_per_shard)
     if not 0 <= shard < len(ranges):
         raise ValueError(f"shard {shard} does not exist: the dataset has {len(ranges)} shards")
     start, stop = ranges[shard]

@@ -75,7 +75,7 @@ def training_variants(training: dict) -> list[str]:
 def check_all(config: dict) -> None:
     """Parse every section once, so that a bad value stops the run before any job starts."""
     check_finite(config)
-    DatasetSettings.parse(config["dataset"])
+    DatasetSettings.parse(config["dataset"]).validate()
     EncoderSettings.parse(config["encoders"])
     AnnotationSettings.parse(config["annotation"]).validate()
     EvaluationSettings.parse(config["evaluation"])

@@ -21,11 +21,13 @@ class DatasetSettings(Section):
     seed: int  # face i is drawn from a random stream seeded by (seed, i)
     truncation_psi: float  # 1.0 = no truncation
     noise_mode: str  # the synthesis noise: const (the stored noise maps), random or none
-    shard_size: int  # faces per shard job; a multiple of chunk_size
+    shard_size: int  # faces per shard job; a multiple of chunk_size (used when num_shards is None)
+    num_shards: int | None  # shard jobs; None = as many as shard_size gives
     batch_size: int  # faces per write step; a multiple of chunk_size
     chunk_size: int  # faces per network evaluation: fixed, so a face never depends on batching
     dtype: str  # synthesis precision mode: float32, bfloat16, float16 or float16-mixed
     compile: bool  # torch.compile the synthesis network (GPU)
+    latent_rng: str  # counter (Philox on the device) or numpy (per-face streams of older datasets)
 
     def __post_init__(self):
         if self.dtype not in SYNTHESIS_PRECISIONS:
@@ -34,6 +36,23 @@ class DatasetSettings(Section):
     @property
     def num_faces(self) -> int:
         return self.num_identity + self.num_attribute
+
+    @property
+    def faces_per_shard(self) -> int:
+        """shard_size, or with num_shards the whole chunks that split the faces into that many
+        shards (the last may be shorter). Faces do not depend on it (synthesis.py)."""
+        if self.num_shards is None:
+            return self.shard_size
+        chunks = -(-self.num_faces // self.chunk_size)
+        return -(-chunks // self.num_shards) * self.chunk_size
+
+    def validate(self) -> None:
+        from pipeline_lib.dataset.latent_rng import LATENT_RNGS
+
+        if self.latent_rng not in LATENT_RNGS:
+            raise ValueError(f"dataset.latent_rng must be one of {LATENT_RNGS}, got {self.latent_rng!r}")
+        if self.num_shards is not None and self.num_shards < 1:
+            raise ValueError(f"dataset.num_shards must be at least 1 (or null), got {self.num_shards}")
 
 
 @dataclass(frozen=True)
