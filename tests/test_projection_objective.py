@@ -127,7 +127,7 @@ def test_bfloat16_converges_like_float32(setup):
 
 def test_stylegan3_projects_on_the_fast_path_without_noise_maps():
     """StyleGAN3 has no noise buffers; its synthesis is whatever `fast_synthesis` gives it (the
-    float32 reference for now), so with the pixel loss both precisions agree in every space."""
+    StyleGAN3 fast path, bf16 in NVIDIA's fp16 layers), so both precisions agree to bf16 rounding."""
     from pipeline_lib.generator.stylegan3 import init_random_stylegan3
     from pipeline_lib.generator.stylegan3_layers import StyleGAN3Config
 
@@ -142,4 +142,4 @@ def test_stylegan3_projects_on_the_fast_path_without_noise_maps():
                                                    precision=precision), stats=stats)
                 for precision in ("float32", "bfloat16")]  # fmt: skip
         assert runs[1].noise == {} and runs[1].S.shape == runs[0].S.shape
-        torch.testing.assert_close(runs[1].images, runs[0].images, atol=1e-5, rtol=1e-4)
+        assert (psnr(runs[1].images, runs[0].images) > 35).all()  # measured max abs difference 0.011
