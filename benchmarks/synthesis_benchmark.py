@@ -30,10 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline_lib.dataset.latent_rng import draw_latents  # noqa: E402
 from pipeline_lib.dataset.synthesis import (  # noqa: E402
     ChunkSynthesizer,
     SynthesisSettings,
-    latents,
     merge_shards,
     shard_ranges,
     write_shard,
@@ -138,7 +138,7 @@ def main() -> None:
         "variants": {},
     }
 
-    z = torch.from_numpy(latents(0, range(args.chunk), G.z_dim)).to(device)
+    z = draw_latents(SynthesisSettings.defaults().latent_rng, 0, 0, args.chunk, G.z_dim, device)  # as run(0)
     psi = 1.0
     # baseline: our straightforward float32 path
     for _ in range(2):

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from pipeline_lib.dataset.synthesis import ChunkSynthesizer, SynthesisSettings, latents
+from pipeline_lib.dataset.latent_rng import draw_latents
+from pipeline_lib.dataset.synthesis import ChunkSynthesizer, SynthesisSettings
 from pipeline_lib.generator.fast import FastSynthesis, flops_per_image, psnr
 from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
 from pipeline_lib.images import to_uint8_hwc
@@ -118,7 +119,7 @@ class Context:
         self.settings = SynthesisSettings.defaults(
             global_seed=0, truncation_psi=1.0, chunk_size=args.chunk, dtype="float32", compile=False
         )
-        z = torch.from_numpy(latents(0, range(args.chunk), self.G.z_dim)).to(device)
+        z = draw_latents(self.settings.latent_rng, 0, 0, args.chunk, self.G.z_dim, device)  # as the chunk's run(0)
         with torch.no_grad():
             self.S, self.S_rgb = self.G.styles(self.G.mapping(z))
             self.img_ref = self.G.synthesize(self.S, self.S_rgb, noise_mode="const")  # official steps, float32
