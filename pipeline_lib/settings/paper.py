@@ -75,7 +75,7 @@ class EncoderSettings(Section):
 
 
 # Keys of the `training` section that are not per-variant settings of the run.
-_TRAINING_META = ("variants",)
+_TRAINING_META = ("variants", "together")
 
 
 @dataclass(frozen=True)
