@@ -57,7 +57,7 @@ def child(args) -> None:
     from pipeline_lib.weights.registry import REGISTRY
 
     device = torch.device(args.device)
-    cfg_g = PAPER256 if not args.smoke else GeneratorConfig(z_dim=16, w_dim=512, channel_base=2048, channel_max=8)
+    cfg_g = PAPER256 if not args.smoke else GeneratorConfig(channel_base=2048, channel_max=8)
     G = init_random_generator(cfg_g, seed=0, w_avg_samples=100).to(device)
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
@@ -70,7 +70,7 @@ def child(args) -> None:
     paper = load_config()["training"]
     base = settings(args.batch, args.precision, True)
     cfg = {**paper, **{k: getattr(base, k) for k in ("batch_size", "precision", "compile", "hidden")}}
-    cfg["hidden"] = list(cfg["hidden"])
+    cfg["hidden"] = [32] if args.smoke else list(cfg["hidden"])
     all_settings = [TrainingSettings.for_variant(cfg, v) for v in args.variants]
     mode = "reduce-overhead" if device.type == "cuda" else None
     trainer = Trainer(G, id_enc, lnd_enc, data, all_settings, device, compile_mode=mode)
@@ -181,7 +181,7 @@ def run_child(variants, args, timeout: float) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="JSON of the results")
+    ap.add_argument("--out", help="JSON of the results (required)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--batch", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=15.0, help="timed steps per measurement")
@@ -198,6 +198,8 @@ def main():
     if args.child:
         args.variants = args.child
         return child(args)
+    if not args.out:
+        ap.error("--out is required")
     variants = list(VARIANTS[:2] if args.smoke else VARIANTS)
     t_start = time.time()
     print(f"one job ({variants[-1]}), cold compile, in a fresh process ...", flush=True)

@@ -160,3 +160,18 @@ def test_variants_trained_together_resume_from_their_common_checkpoint(inputs, t
     for a, b in zip(straight, stopped):
         sa, sb = load_mapper(a)[0].state_dict(), load_mapper(b)[0].state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_variants_trained_together_must_share_one_gpu_and_their_schedule():
+    from pipeline_lib.settings import check_together
+
+    check_together(cfg_with(together=True))
+    check_together(cfg_with(together=False, gpus=2))
+    with pytest.raises(ValueError, match="one GPU"):
+        check_together(cfg_with(together=True, gpus=2))
+    cfg = cfg_with(together=True)
+    cfg["variants"]["final"] = {**cfg["variants"]["final"], "num_steps": 3}
+    with pytest.raises(ValueError, match="share num_steps"):
+        check_together(cfg)
+    with pytest.raises(ValueError, match="true or false"):
+        check_together(cfg_with(together="yes"))

@@ -56,6 +56,7 @@ __all__ = [
     "SparsitySettings",
     "TrainingSettings",
     "check_all",
+    "check_together",
     "check_layer_range",
     "generator_conv_layers",
     "generator_family",
