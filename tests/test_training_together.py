@@ -141,9 +141,11 @@ def test_variants_trained_together_equal_each_trained_alone(inputs, tmp_path):
         rows_a = list(csv.DictReader(open(a.parent / "logs" / "losses.csv")))
         rows_b = list(csv.DictReader(open(b.parent / "logs" / "losses.csv")))
         assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b] == ["0", "1", "2", "3"]
+        # float32 rounding: the generator's convolutions on a batch of 4 vs 2 round differently
+        # (~1e-7 of a pixel), and L_rec = 1 - MS-SSIM with MS-SSIM ~ 0.999 keeps that 1e-7 absolute.
         for ra, rb in zip(rows_a, rows_b):
             for k in ("total", "identity", "landmark", "euler", "reconstruction", "style_nll", "lr"):
-                assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-4, abs=1e-7, nan_ok=True), (k, ra, rb)
+                assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-4, abs=1e-6, nan_ok=True), (k, ra, rb)
         assert (b.parent / "samples" / "final.png").exists() and (b.parent / "logs" / "loss_curves.png").exists()
         assert not any((b.parent / "checkpoints").glob("*.pt"))
 
