@@ -62,7 +62,7 @@ def test_one_job_compiles_one_graph_through_log_checkpoint_and_sample_steps(part
     assert out.exists()
     assert counters["frames"]["total"] == 1 and counters["frames"]["ok"] == 1
     assert counters["stats"]["unique_graphs"] == 1
-    assert not counters["recompiles"] and not counters["graph_break"]
+    assert not counters["graph_break"]
     torch._dynamo.reset()
 
 

@@ -255,7 +255,11 @@ class Trainer:
     def train_steps(self, batches: list) -> torch.Tensor:
         """One optimiser step of every variant; `batches[i]` = (ids, attrs, cross, image) of variant i."""
         ids = [b[0].to(self.device, non_blocking=True) for b in batches]
-        attrs = [b[1].to(self.device, non_blocking=True) for b in batches]
+        # One tensor passed as both ids and attrs (a caller's reconstruction step) is a dynamo
+        # guard on aliasing: a second graph. A copy keeps one graph.
+        attrs = [
+            a.clone() if a is i else a for a, i in zip((b[1].to(self.device, non_blocking=True) for b in batches), ids)
+        ]
         images = [
             self._blank_image(i) if b[3] is None else b[3].to(self.device, non_blocking=True)
             for b, i in zip(batches, ids)
