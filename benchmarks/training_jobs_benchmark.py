@@ -216,13 +216,18 @@ def main():
     print("|---|---|---|---|")
     for label, key in [("compile (first step), s", "first_step_s"), ("frames compiled", "frames_compiled")]:
         a, b = single.get(key), together.get(key)
-        print(f"| {label} | {a} | {b} | {b / a if a and b else float('nan'):.2f} |")
+        fa, fb = (f"{x:.1f}" if isinstance(x, float) else str(x) for x in (a, b))
+        print(f"| {label} | {fa} | {fb} | {b / a if a and b else float('nan'):.2f} |")
     if r1 and rk:
         print(f"| steps/s (batch {args.batch} per variant) | {r1:.2f} | {rk:.2f} ({k} variants/step) | {rk / r1:.2f} |")
         h1, hk = k * steps / r1 / 3600, steps / rk / 3600
         print(f"| {k} x {steps:,} steps, projected (h) | {h1:.2f} one after another | {hk:.2f} | {h1 / hk:.2f} |")
     for name, r in (("single", single), ("together", together)):
-        print(f"{name}: rc {r['rc']}, exit {r['exit_after_done_s']} s after its last output", flush=True)
+        exit_s = r["exit_after_done_s"]
+        print(
+            f"{name}: rc {r['rc']}, exited {exit_s if exit_s is None else round(exit_s, 1)} s after its work",
+            flush=True,
+        )
     clean = all(r["rc"] == 0 for r in (single, together))
     out = {"single": single, "together": together, "variants": variants, "paper_steps": steps, "exited": clean}
     if r1 and rk:
