@@ -58,6 +58,7 @@ __all__ = [
     "SparsitySettings",
     "TrainingSettings",
     "check_all",
+    "check_together",
     "check_layer_range",
     "generator_conv_layers",
     "generator_family",
@@ -70,6 +71,22 @@ __all__ = [
 def training_variants(training: dict) -> list[str]:
     """Names of the variants a config defines (a null entry drops one)."""
     return [name for name, entry in training["variants"].items() if entry is not None]
+
+
+def check_together(training: dict) -> None:
+    """`training.together` trains every variant in one process on one device, so they must
+    share what that process shares: one GPU, the schedule length, precision and compile."""
+    if not isinstance(training["together"], bool):
+        raise ValueError(f"training.together must be true or false, got {training['together']!r}")
+    if not training["together"]:
+        return
+    settings = [TrainingSettings.for_variant(training, v) for v in training_variants(training)]
+    for key in ("gpus", "num_steps", "precision", "compile"):
+        values = {getattr(s, key) for s in settings}
+        if len(values) > 1:
+            raise ValueError(f"training.together: the variants must share {key}, got {sorted(map(str, values))}")
+    if settings[0].gpus != 1:
+        raise ValueError("training.together trains in one process on one GPU: set training.gpus to 1")
 
 
 def check_all(config: dict) -> None:
@@ -86,5 +103,6 @@ def check_all(config: dict) -> None:
     EquivarianceSettings.parse(config["equivariance"]).validate()
     for variant in training_variants(config["training"]):
         TrainingSettings.for_variant(config["training"], variant)
+    check_together(config["training"])
     check_ablation(config)
     check_latent(config)

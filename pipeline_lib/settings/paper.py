@@ -125,7 +125,7 @@ class AnnotationSettings(Section):
 
 
 # Keys of the `training` section that are not per-variant settings of the run.
-_TRAINING_META = ("variants",)
+_TRAINING_META = ("variants", "together")
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,12 @@ class TrainingData:
 
 class Prefetcher:
     """Prepares the batches of steps [start, stop) on a thread: indices (pinned) and, on
-    reconstruction steps, the target images read from disk, so the GPU never waits on h5py."""
+    reconstruction steps, the target images read from disk, so the GPU never waits on h5py.
+
+    `close()` (the loop calls it in a `finally`) stops and joins the thread even when the loop
+    ends before it has consumed every batch (an error, an interrupt): otherwise the thread sits
+    blocked on the full queue with the faces file open until the interpreter exits.
+    """
 
     def __init__(
         self, data: TrainingData, settings: TrainingSettings, start: int, stop: int, rank: int, world: int, pin: bool
@@ -56,8 +61,19 @@ class Prefetcher:
         self.rank_slice = slice(rank * settings.batch_size // world, (rank + 1) * settings.batch_size // world)
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(start, stop), daemon=True, name="prefetch")
         self.thread.start()
+
+    def _put(self, item) -> bool:
+        """Queue `item` unless asked to stop; False once stopping."""
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _run(self, start: int, stop: int) -> None:
         try:
@@ -69,11 +85,11 @@ class Prefetcher:
                     )
                     ids, attrs = ids[self.rank_slice], attrs[self.rank_slice]
                     target = None if cross else self._tensor(read_images(images, attrs))
-                    item = (step, self._tensor(ids), self._tensor(attrs), cross, target)
-                    self.queue.put(item)
+                    if not self._put((step, self._tensor(ids), self._tensor(attrs), cross, target)):
+                        return
         except BaseException as exc:  # surfaced in the training loop
             self.error = exc
-            self.queue.put(None)
+            self._put(None)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(array)
@@ -84,3 +100,8 @@ class Prefetcher:
         if item is None:
             raise RuntimeError("reading training batches failed") from self.error
         return item
+
+    def close(self) -> None:
+        """Stop the thread (it may be blocked on the full queue) and wait for it."""
+        self.stopping.set()
+        self.thread.join()

@@ -36,14 +36,17 @@ def start_training(
     encoder_files: dict,
     encoders_cfg: dict,
     training_cfg: dict,
-    variant: str,
+    variant,
     device_name: str = "auto",
     stop_after: int | None = None,
-) -> Path:
+):
     """The `train_mref` job. With `gpus` > 1 it relaunches itself under torchrun, one process
     per GPU; otherwise it trains in this process. The inputs' checksums (which decide whether a
-    checkpoint may be resumed) are computed here, once, not by every process."""
-    settings = TrainingSettings.for_variant(training_cfg, variant)
+    checkpoint may be resumed) are computed here, once, not by every process.
+
+    `variant` and `out_path` may be lists: those variants are trained together in this process
+    (one generator pass per step for all of them; config `training.together`)."""
+    settings = _settings(training_cfg, variant)
     inputs = {
         "faces": faces_path,
         "annotations": annotations_path,
@@ -54,7 +57,7 @@ def start_training(
     checksums = {name: file_sha256(p) for name, p in sorted(inputs.items())}
     checksums["landmark_detector"] = EncoderSettings.parse(encoders_cfg).landmarks_train
     args = {
-        "out_path": str(out_path),
+        "out_path": [str(p) for p in out_path] if isinstance(out_path, (list, tuple)) else str(out_path),
         "faces_path": str(faces_path),
         "annotations_path": str(annotations_path),
         "stats_path": str(stats_path),
@@ -67,6 +70,10 @@ def start_training(
         "stop_after": stop_after,
         "input_checksums": checksums,
     }
+    if isinstance(settings, list):
+        if any(s.gpus > 1 for s in settings):
+            raise ValueError("variants trained together run in one process on one device: set training.gpus to 1")
+        return _train_process(args, rank=0, world=1)
     if settings.gpus > 1:
         if device_name in ("auto", "cuda"):
             claim_gpus(settings.gpus)  # torchrun's processes inherit the claimed GPUs
@@ -101,10 +108,17 @@ def launch_distributed(args: dict, nproc: int) -> Path:
     return Path(args["out_path"])
 
 
-def _train_process(args: dict, rank: int, world: int) -> Path:
-    settings = TrainingSettings.for_variant(args["training_cfg"], args["variant"])
+def _settings(training_cfg: dict, variant):
+    """One variant's settings, or the list of the variants trained together."""
+    if isinstance(variant, (list, tuple)):
+        return [TrainingSettings.for_variant(training_cfg, v) for v in variant]
+    return TrainingSettings.for_variant(training_cfg, variant)
+
+
+def _train_process(args: dict, rank: int, world: int):
+    settings = _settings(args["training_cfg"], args["variant"])
     device = resolve_device(args["device_name"])
-    if world > 1 and device.type == "cuda":
+    if world > 1 and device.type == "cuda":  # (a list of variants always has world 1)
         local = int(os.environ.get("LOCAL_RANK", rank))
         if local >= torch.cuda.device_count():
             raise RuntimeError(f"{world} training processes but only {torch.cuda.device_count()} visible GPUs")

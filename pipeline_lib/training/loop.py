@@ -6,6 +6,10 @@ add the reconstruction loss (paper Sec. 3.5).
 Restartable: a checkpoint (model, optimiser, scheduler, RNG states, step) is written atomically
 every `checkpoint_every` steps; a restarted job continues from the newest one whose settings and
 inputs match, and reaches the same weights as an uninterrupted run.
+
+Several variants can be trained together (config `training.together`): one Trainer steps them
+all with one generator pass, and each keeps its own run folder, checkpoints, logs and target,
+written as its own job would write them.
 """
 
 from __future__ import annotations
@@ -22,13 +26,75 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from pipeline_lib.mref import save_mapper
-from pipeline_lib.settings import TrainingSettings
 from pipeline_lib.training.data import Prefetcher, TrainingData
 from pipeline_lib.training.run_folder import RunFolder, fingerprint_of, plot_loss_curves, sample_grid
-from pipeline_lib.training.step import LOSS_TERMS, Trainer
+from pipeline_lib.training.step import LOSS_TERMS, Trainer, VariantTrainer
 from pipeline_lib.weights.checkpoints import load_tensors_only
 
 log = logging.getLogger(__name__)
+
+
+class VariantRun:
+    """One variant's files: its run folder, fingerprint, loss CSV and TensorBoard writer."""
+
+    def __init__(self, variant: VariantTrainer, out_path, input_checksums: dict, rank: int):
+        self.variant, self.settings, self.rank = variant, variant.settings, rank
+        self.folder = RunFolder(out_path)
+        self.fingerprint = fingerprint_of(self.settings, input_checksums)
+        self.tb = None
+
+    def matching_checkpoints(self) -> dict:
+        """{step: path} of the checkpoints made with these settings and inputs."""
+        found = {}
+        for path in sorted(self.folder.checkpoints.glob("step_*.pt")):
+            state = load_tensors_only(path, "a genfields training checkpoint")
+            if state["fingerprint"] == self.fingerprint:
+                found[int(state["step"])] = path
+            else:
+                log.warning("%s was made with other settings or inputs; not resumed", path)
+        return found
+
+    def start_logs(self) -> None:
+        if self.rank != 0:
+            return
+        self.folder.start_csv(self.variant.step)
+        self.folder.samples.mkdir(parents=True, exist_ok=True)
+        self.tb = SummaryWriter(str(self.folder.logs / "tensorboard"), purge_step=self.variant.step)
+
+    def write_rows(self, rows: list[dict]) -> None:
+        if self.rank != 0 or not rows:
+            return
+        self.folder.append_csv(rows)
+        for r in rows:
+            for term in LOSS_TERMS:
+                if math.isfinite(r[term]):
+                    self.tb.add_scalar(f"loss/{term}", r[term], r["step"])
+            self.tb.add_scalar("lr", r["lr"], r["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
+
+def resume(trainer: Trainer, runs: list[VariantRun], rank: int) -> None:
+    """Load the newest step at which every variant has a matching checkpoint (one variant:
+    its newest matching one); with none, start afresh and drop the stale checkpoints."""
+    found = [run.matching_checkpoints() for run in runs]
+    common = set(found[0]).intersection(*found[1:])
+    if common:
+        step = max(common)
+        for run, paths in zip(runs, found):
+            trainer.load_state(load_tensors_only(paths[step], "a genfields training checkpoint"), run.variant)
+            log.info(
+                "resuming %s from %s (step %d of %d)", run.settings.variant, paths[step], step, run.settings.num_steps
+            )
+        return
+    for run in runs:
+        if any(run.folder.checkpoints.glob("step_*.pt")):
+            log.warning("no checkpoint of %s to resume with the others; starting it afresh", run.settings.variant)
+            if rank == 0:
+                run.folder.clear_checkpoints()
 
 
 def train(
@@ -36,7 +102,7 @@ def train(
     identity_encoder,
     landmark_encoder,
     data: TrainingData,
-    settings: TrainingSettings,
+    settings,
     out_path,
     input_checksums: dict,
     device,
@@ -44,113 +110,111 @@ def train(
     world: int = 1,
     progress: bool = True,
     stop_after: int | None = None,
-) -> Path:
+) -> Path | list[Path]:
     """Train (or resume) and write `out_path` (mref.pt), its loss curves and final samples.
 
-    `stop_after` ends the run early after that step without writing the target (tests).
+    `settings` and `out_path` are one variant's, or lists of the variants trained together
+    (then the list of targets is returned). `stop_after` ends the run early after that step
+    without writing the targets (tests).
     """
-    folder = RunFolder(out_path)
-    fingerprint = fingerprint_of(settings, input_checksums)
+    many = isinstance(settings, (list, tuple))
+    all_settings, out_paths = (list(settings), list(out_path)) if many else ([settings], [out_path])
+    if len({s.num_steps for s in all_settings}) != 1:
+        raise ValueError("variants trained together must have the same num_steps")
     # CUDA graphs (compile mode "reduce-overhead") remove the launch overhead that dominates
     # small batches: 10x the straightforward step at the paper's batch 6 on an H200
     # (benchmarks/training_benchmark.py). Not under DDP, whose gradient hooks run outside graphs.
     cuda_graphs = torch.device(device).type == "cuda" and world == 1
+    mode = "reduce-overhead" if cuda_graphs else None
     trainer = Trainer(
-        G,
-        identity_encoder,
-        landmark_encoder,
-        data,
-        settings,
-        device,
-        rank,
-        world,
-        compile_mode="reduce-overhead" if cuda_graphs else None,
+        G, identity_encoder, landmark_encoder, data, all_settings if many else settings, device, rank, world, mode
     )
-    latest = folder.latest_checkpoint()
-    if latest is not None:
-        state = load_tensors_only(latest, "a genfields training checkpoint")
-        if state["fingerprint"] == fingerprint:
-            trainer.load_state(state)
-            log.info("resuming %s from %s (step %d of %d)", settings.variant, latest, trainer.step, settings.num_steps)
-        else:
-            log.warning("%s was made with other settings or inputs; starting %s afresh", latest, settings.variant)
-            if rank == 0:
-                folder.clear_checkpoints()
-        del state
+    runs = [VariantRun(v, p, input_checksums, rank) for v, p in zip(trainer.variants, out_paths)]
+    resume(trainer, runs, rank)
     if world > 1:
         dist.barrier()
-    tb = None
+    first_settings = all_settings[0]
+    num_steps = first_settings.num_steps
+    for run in runs:
+        run.start_logs()
     if rank == 0:
-        folder.start_csv(trainer.step)
-        folder.samples.mkdir(parents=True, exist_ok=True)
-        tb = SummaryWriter(str(folder.logs / "tensorboard"), purge_step=trainer.step)
         log.info(
             "training %s: %d steps, batch %d on %d %s process(es), %s, compile=%s",
-            settings.variant,
-            settings.num_steps,
-            settings.batch_size,
+            "+".join(s.variant for s in all_settings),
+            num_steps,
+            first_settings.batch_size,
             world,
             trainer.device.type,
-            settings.precision,
-            settings.compile,
+            first_settings.precision,
+            first_settings.compile,
         )
-
-    def flush():
-        rows = trainer.flush_losses()
-        if rank == 0 and rows:
-            folder.append_csv(rows)
-            for r in rows:
-                for term in LOSS_TERMS:
-                    if math.isfinite(r[term]):
-                        tb.add_scalar(f"loss/{term}", r[term], r["step"])
-                tb.add_scalar("lr", r["lr"], r["step"])
-
-    stop = settings.num_steps if stop_after is None else min(settings.num_steps, stop_after)
-    prefetch = Prefetcher(data, settings, trainer.step, stop, rank, world, pin=trainer.device.type == "cuda")
-    t0, first = time.perf_counter(), trainer.step
-    bar = tqdm(
-        total=stop,
-        initial=trainer.step,
-        desc=f"train {settings.variant}",
-        unit="step",
-        disable=not progress or rank != 0,
-    )
-    while trainer.step < stop:
-        step, ids, attrs, cross, image = prefetch.get()
-        assert step == trainer.step
-        trainer.train_step(ids, attrs, cross, image)
-        done = trainer.step
-        bar.update(1)
-        if done % settings.log_every == 0 or done == stop:
-            flush()
-        if done % settings.checkpoint_every == 0 and done < settings.num_steps:
-            flush()
-            if rank == 0:
-                folder.save_checkpoint(trainer.state(fingerprint))
-            if world > 1:
-                dist.barrier()
-        if rank == 0 and done % settings.sample_every == 0:
-            sample_grid(trainer, folder.samples / f"step_{done:09d}.png")
-    bar.close()
-    flush()
+    start = trainer.variants[0].step
+    stop = num_steps if stop_after is None else min(num_steps, stop_after)
+    pin = trainer.device.type == "cuda"
+    prefetchers = []
+    t0 = time.perf_counter()
+    try:
+        prefetchers = [Prefetcher(data, s, start, stop, rank, world, pin=pin) for s in all_settings]
+        _loop(trainer, runs, prefetchers, start, stop, rank, world, progress)
+    finally:
+        for p in prefetchers:
+            p.close()
+        for run in runs:
+            run.close()
     seconds = time.perf_counter() - t0
-    if rank == 0 and trainer.step > first:
-        log.info("%d steps in %.1f s (%.2f steps/s)", trainer.step - first, seconds, (trainer.step - first) / seconds)
-    if tb is not None:
-        tb.close()
-    if trainer.step < settings.num_steps:
-        return folder.out
+    if rank == 0 and stop > start:
+        log.info("%d steps in %.1f s (%.2f steps/s)", stop - start, seconds, (stop - start) / seconds)
+    if stop < num_steps:
+        return out_paths if many else out_paths[0]
     if rank == 0:
-        sample_grid(trainer, folder.samples / "final.png")
-        plot_loss_curves(folder.csv, folder.logs / "loss_curves.png")
-        metadata = {
-            "settings": asdict(settings),
-            "inputs": input_checksums,
-            "fingerprint": fingerprint,
-            "landmark_detector": getattr(landmark_encoder, "name", type(landmark_encoder).__name__),
-        }
-        save_mapper(folder.out, trainer.model, metadata)
-        folder.clear_checkpoints()  # the target now holds the weights; checkpoints only guard a crash
+        for run in runs:
+            finish(trainer, run, input_checksums, landmark_encoder)
     if world > 1:
         dist.barrier()
-    return folder.out
+    targets = [run.folder.out for run in runs]
+    return targets if many else targets[0]
+
+
+def _loop(trainer: Trainer, runs: list[VariantRun], prefetchers, start: int, stop: int, rank, world, progress):
+    """Steps [start, stop): step, log, checkpoint and sample every variant."""
+    name = "+".join(run.settings.variant for run in runs)
+    bar = tqdm(total=stop, initial=start, desc=f"train {name}", unit="step", disable=not progress or rank != 0)
+    for _ in range(start, stop):
+        batches = []
+        for run, prefetch in zip(runs, prefetchers):
+            step, ids, attrs, cross, image = prefetch.get()
+            assert step == run.variant.step
+            batches.append((ids, attrs, cross, image))
+        trainer.train_steps(batches)
+        done = trainer.variants[0].step
+        bar.update(1)
+        for run in runs:
+            v, rs = run.variant, run.settings
+            if done % rs.log_every == 0 or done == stop:
+                run.write_rows(trainer.flush_losses(v))
+            if done % rs.checkpoint_every == 0 and done < rs.num_steps:
+                run.write_rows(trainer.flush_losses(v))
+                if rank == 0:
+                    run.folder.save_checkpoint(trainer.state(run.fingerprint, v))
+                if world > 1:
+                    dist.barrier()
+            if rank == 0 and done % rs.sample_every == 0:
+                sample_grid(trainer, run.folder.samples / f"step_{done:09d}.png", v)
+    bar.close()
+    for run in runs:
+        run.write_rows(trainer.flush_losses(run.variant))
+
+
+def finish(trainer: Trainer, run: VariantRun, input_checksums: dict, landmark_encoder) -> None:
+    """The final samples, loss curves and mref.pt of one variant; its checkpoints removed."""
+    folder = run.folder
+    sample_grid(trainer, folder.samples / "final.png", run.variant)
+    plot_loss_curves(folder.csv, folder.logs / "loss_curves.png")
+    metadata = {
+        "settings": asdict(run.settings),
+        "inputs": input_checksums,
+        "fingerprint": run.fingerprint,
+        "landmark_detector": getattr(landmark_encoder, "name", type(landmark_encoder).__name__),
+    }
+    save_mapper(folder.out, run.variant.model, metadata)
+    folder.clear_checkpoints()  # the target now holds the weights; checkpoints only guard a crash

@@ -109,11 +109,16 @@ class LossWeights:
     euler: bool = False  # add the Euler-angle term to L_attr (the paper's final model)
 
 
-def total_loss(terms: dict[str, torch.Tensor], weights: LossWeights, reconstruction_step: bool) -> torch.Tensor:
-    """lambda_id L_id + lambda_attr L_attr + lambda_rec L_rec (reconstruction steps) + lambda_reg (-L(S))."""
+def total_loss(terms: dict[str, torch.Tensor], weights: LossWeights, reconstruction_step) -> torch.Tensor:
+    """lambda_id L_id + lambda_attr L_attr + lambda_rec L_rec (reconstruction steps) + lambda_reg (-L(S)).
+
+    `reconstruction_step` is a bool, or a 0/1 tensor: then L_rec (which must be finite) is always
+    added, times that flag, so one compiled graph serves both step kinds (training/step.py)."""
     attr = terms["landmark"] + (terms["euler"] if weights.euler else 0.0)
     total = weights.lambda_id * terms["identity"] + weights.lambda_attr * attr
-    if reconstruction_step:
+    if isinstance(reconstruction_step, torch.Tensor):
+        total = total + weights.lambda_rec * reconstruction_step.to(total.dtype) * terms["reconstruction"]
+    elif reconstruction_step:
         total = total + weights.lambda_rec * terms["reconstruction"]
     if weights.lambda_reg:
         total = total + weights.lambda_reg * terms["style_nll"]

@@ -76,13 +76,15 @@ def fingerprint_of(settings: TrainingSettings, input_checksums: dict) -> str:
 
 
 @torch.no_grad()
-def sample_grid(trainer: Trainer, path) -> None:
-    """Rows: identity faces, attribute faces, edited outputs (fixed pairs, rank 0)."""
+def sample_grid(trainer: Trainer, path, variant=None) -> None:
+    """Rows: identity faces, attribute faces, edited outputs (fixed pairs, rank 0) of `variant`
+    (a VariantTrainer; the Trainer's only one when left out)."""
     data = trainer.data
-    k = min(trainer.settings.num_samples, len(data.identity_split), len(data.attribute_split))
+    v = variant or trainer.variants[0]
+    k = min(v.settings.num_samples, len(data.identity_split), len(data.attribute_split))
     ids = torch.as_tensor(data.identity_split[:k], device=trainer.device)
     attrs = torch.as_tensor(data.attribute_split[:k], device=trainer.device)
-    S_id, S_rgb, dS = trainer.edit_styles(ids, attrs, mapper=trainer.model)
+    S_id, S_rgb, dS = trainer.edit_styles(ids, attrs, mapper=v.model, variant=v)
     out = trainer.edit.synthesis(S_id + dS, S_rgb, noise_mode=data.noise_mode)
     with h5py.File(data.faces_path, "r") as f:
         rows = [read_images(f["images"], ids.cpu().numpy()), read_images(f["images"], attrs.cpu().numpy())]
