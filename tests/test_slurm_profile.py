@@ -260,6 +260,9 @@ def test_pipeline_runs_through_the_slurm_profile(pipeline_run):
         "sparsity": 1,
         "face_size": 1,
         "real_features": 1,
+        "latent_model": 1,  # the real identities' row of Table 1 (ours only): projection, then edits
+        "project_faces": 1,
+        "edit_real_faces": 1,
         "report_tables": 1,
     }  # the target is the report: every job of the paper's DAG, each a SLURM job
     assert all(job["state"] == "COMPLETED" for job in submitted), [(j["id"], j["state"]) for j in submitted]

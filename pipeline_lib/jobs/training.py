@@ -20,12 +20,14 @@ def run(
     files: dict,
     encoders: dict,
     training: dict,
-    variant: str,
+    variant,
     device: str,
     stop_after: int | None = None,
 ):
+    """One variant (`variant` a name, `out_path` its mref.pt), or several trained together in this
+    process (`variant` and `out_path` lists of the same length), each with its own provenance."""
     path = start_training(
-        out_path,
+        list(out_path) if isinstance(variant, (list, tuple)) else out_path,
         faces_path=faces,
         annotations_path=annotations,
         stats_path=stats,
@@ -33,45 +35,14 @@ def run(
         encoder_files=files,
         encoders_cfg=encoders,
         training_cfg=training,
-        variant=variant,
+        variant=list(variant) if isinstance(variant, (list, tuple)) else variant,
         device_name=device,
         stop_after=stop_after,
     )
-    _provenance(out_path, faces, annotations, stats, generator, files, encoders, training, variant)
+    pairs = zip(out_path, variant) if isinstance(variant, (list, tuple)) else [(out_path, variant)]
+    for one_path, one_variant in pairs:
+        _provenance(one_path, faces, annotations, stats, generator, files, encoders, training, one_variant)
     return path
-
-
-def run_together(
-    out_paths: list,
-    faces,
-    annotations,
-    stats,
-    generator,
-    files: dict,
-    encoders: dict,
-    training: dict,
-    variants: list,
-    device: str,
-    stop_after: int | None = None,
-):
-    """Every variant of `variants` in this process; `out_paths[i]` is variant i's mref.pt, with
-    the same provenance as its own `run` would write."""
-    paths = start_training(
-        list(out_paths),
-        faces_path=faces,
-        annotations_path=annotations,
-        stats_path=stats,
-        generator_path=generator,
-        encoder_files=files,
-        encoders_cfg=encoders,
-        training_cfg=training,
-        variant=list(variants),
-        device_name=device,
-        stop_after=stop_after,
-    )
-    for out_path, variant in zip(out_paths, variants):
-        _provenance(out_path, faces, annotations, stats, generator, files, encoders, training, variant)
-    return paths
 
 
 def _provenance(out_path, faces, annotations, stats, generator, files, encoders, training, variant) -> None:

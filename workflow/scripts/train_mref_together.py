@@ -6,7 +6,7 @@ from pipeline_lib.logs import configure
 
 if __name__ == "__main__":
     configure(snakemake.log[0])
-    training.run_together(
+    training.run(
         snakemake.output.models,
         faces=snakemake.input.faces,
         annotations=snakemake.input.annotations,
@@ -15,6 +15,6 @@ if __name__ == "__main__":
         files={name: snakemake.input[name] for name in snakemake.params.names},
         encoders=snakemake.params.encoders,
         training=snakemake.params.training,
-        variants=snakemake.params.variants,
+        variant=list(snakemake.params.variants),
         device=snakemake.params.device,
     )
