@@ -60,9 +60,10 @@ class compiled:
             )
             import torch._inductor.config as inductor_config
 
-            inductor_config.force_disable_caches = True
-            torch._dynamo.reset()
-            self.fn = torch.compile(self.module, **self.options)
-            out = self.fn(*args, **kwargs)
+            # Scoped, not a global change: the first call (where compilation happens) runs cache-free.
+            with inductor_config.patch(force_disable_caches=True):
+                torch._dynamo.reset()
+                self.fn = torch.compile(self.module, **self.options)
+                out = self.fn(*args, **kwargs)
         self.checked = True
         return out

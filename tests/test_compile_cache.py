@@ -20,11 +20,11 @@ def test_a_failing_compile_is_retried_without_caches(tmp_path, monkeypatch, capl
     import torch._inductor.config as inductor_config
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(inductor_config, "force_disable_caches", False)
-    calls = []
+    calls, caches_off = [], []
 
     def fake_compile(module, **options):
         calls.append(options)
+        caches_off.append(inductor_config.force_disable_caches)
         if len(calls) == 1:  # a stale or corrupt cache entry that fails when it is loaded
             return lambda x: (_ for _ in ()).throw(RuntimeError("corrupt cache entry"))
         return module
@@ -32,5 +32,6 @@ def test_a_failing_compile_is_retried_without_caches(tmp_path, monkeypatch, capl
     monkeypatch.setattr(torch, "compile", fake_compile)
     fn = compile_cache.compiled(lambda x: x + 1, dynamic=False)
     assert fn(1) == 2 and fn(2) == 3
-    assert calls == [{"dynamic": False}, {"dynamic": False}] and inductor_config.force_disable_caches
+    assert calls == [{"dynamic": False}, {"dynamic": False}] and caches_off == [False, True]
+    assert not inductor_config.force_disable_caches  # the retry's setting does not outlive it
     assert "corrupt cache entry" in caplog.text and "without the on-disk caches" in caplog.text
