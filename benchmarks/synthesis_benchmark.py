@@ -68,15 +68,10 @@ def measure_peak_bf16(device) -> float:
 
 
 def timed(fn, iters: int) -> float:
-    """Seconds per call (events around `iters` calls after the caller's warm-up)."""
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / 1e3 / iters
+    """Seconds per call on the GPU (CUDA events around `iters` calls after the caller's warm-up)."""
+    from synthesis_precision import timed as timed_on
+
+    return timed_on(fn, iters, torch.device("cuda"))
 
 
 @torch.no_grad()
