@@ -49,6 +49,8 @@ FAST = {  # name: (dtype, mixed, compile)
     "fast bf16-mixed eager": (torch.bfloat16, True, False),
     "fast fp32 eager": (torch.float32, True, False),
     "fast fp32 compile": (torch.float32, True, True),
+    "fast fp16-mixed compile tf32": (torch.float16, True, True),  # float32 layers' convs in TF32 (NVIDIA as shipped)
+    "fast fp16 compile": (torch.float16, False, True),  # every layer in fp16
 }
 SMOKE = {"img_resolution": 64, "channel_base": 384, "channel_max": 24, "z_dim": 64, "w_dim": 64}  # --smoke
 
@@ -245,7 +247,9 @@ def run_config(name, args, ctx, results, t_start):
         ctx["fir_bytes"][vname] = fir_bytes_per_image(fast)
         fn = torch.compile(fast, dynamic=False) if comp else fast
         call = functools.partial(fn, S, S_rest)
+        torch.backends.cudnn.allow_tf32 = vname.endswith(" tf32")
         emit(rows, measure(vname, call, batch, ref, ctx))
+        torch.backends.cudnn.allow_tf32 = False
         if name == "t256" and comp == (device.type == "cuda") and "profile" not in info and "img_s" in rows[-1]:
             info["profile_path"] = vname
             info["profile"] = profile_table(call, device)

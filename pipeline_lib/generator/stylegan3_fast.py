@@ -133,10 +133,12 @@ class _Layer:
         kf = np.flip(fu) * self.up  # convolution -> correlation; gain up per pass (up^2 in all)
         g, self.pad_l, self.pad_r, m = up_phase_taps(n, self.up, spec.padding[0], spec.padding[1], kf)
         self.g = [stencil_terms(gp) for gp in g]  # per output phase
+        self.g_array = g  # [up, J], for the Triton kernels
         self.j = g.shape[1]  # taps per phase
         self.t = -(-m // self.up)  # samples per phase
         fd = np.ones(1) if layer.down_filter is None else layer.down_filter.double().cpu().numpy()
-        self.kd = stencil_terms(np.flip(fd, tuple(range(fd.ndim))))  # correlation taps, 1-D or 2-D
+        self.kd_array = np.flip(fd, tuple(range(fd.ndim))).copy()  # correlation taps, 1-D or 2-D
+        self.kd = stencil_terms(self.kd_array)
         self.n_out = (m - fd.shape[0]) // self.down + 1
         if self.n_out != spec.out_size:
             raise ValueError(f"{spec.short_name}: planned {self.n_out} samples, the layer table says {spec.out_size}")
@@ -151,11 +153,32 @@ class _Layer:
         return y.clamp(-self.clamp, self.clamp) if self.clamp is not None else y
 
 
+FIR_IMPLEMENTATIONS = ("stencil", "triton", "auto")
+
+
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class StyleGAN3FastSynthesis(nn.Module):
     def __init__(
-        self, G: StyleGAN3Generator, dtype: torch.dtype = torch.float16, mixed: bool = True, channels_last: bool = True
+        self,
+        G: StyleGAN3Generator,
+        dtype: torch.dtype = torch.float16,  # the half precision of NVIDIA's fp16 layers (or all, mixed=False)
+        mixed: bool = True,  # half only where the official code uses fp16
+        channels_last: bool = True,  # NHWC activations (what cuDNN's tensor-core kernels read)
+        fir: str = "auto",  # filtered lrelu: "stencil", "triton" (stylegan3_triton.py, no gradient), "auto"
     ):
         super().__init__()
+        if fir not in FIR_IMPLEMENTATIONS:
+            raise ValueError(f"fir must be one of {FIR_IMPLEMENTATIONS}, got {fir!r}")
+        if fir == "triton" and not channels_last:
+            raise ValueError("fir='triton' runs on channels-last activations: pass channels_last=True")
+        self.fir = fir
         self.dtype, self.mixed = dtype, mixed
         self.channels_last = channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -178,7 +201,12 @@ class StyleGAN3FastSynthesis(nn.Module):
             where = f"{str(self.dtype).removeprefix('torch.')} in every layer"
         else:
             where = f"{str(self.dtype).removeprefix('torch.')} in NVIDIA's {half} fp16 layers, float32 in the others"
-        return f"StyleGAN3FastSynthesis: {where}; filtered leaky ReLU as float32-accumulating stencils"
+        fir = {
+            "stencil": "float32-accumulating stencils",
+            "triton": "float32-accumulating Triton kernels (stencils where a gradient is recorded)",
+            "auto": "float32-accumulating Triton kernels on CUDA without gradients, stencils otherwise",
+        }[self.fir]
+        return f"StyleGAN3FastSynthesis: {where}; filtered leaky ReLU as {fir}"
 
     def _prepare(self, i: int, spec: StyleGAN3LayerSpec, layer: nn.Module, torgb: bool) -> None:
         dt = self.dtype if (spec.use_fp16 or not self.mixed) else torch.float32
@@ -195,9 +223,12 @@ class StyleGAN3FastSynthesis(nn.Module):
             fd = torch.ones(1) if layer.down_filter is None else layer.down_filter.detach().float()
             kd = fd.flip(list(range(fd.ndim))).cpu()
             self.register_buffer(f"kd{i}", kd.expand(plan.c_out, 1, *kd.shape).contiguous())
+            self.register_buffer(f"up_taps{i}", torch.from_numpy(plan.g_array).float())  # Triton kernels
+            self.register_buffer(f"down_taps{i}", torch.from_numpy(plan.kd_array).float())
 
-    def _modconv(self, i: int, plan: _Layer, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """Shared-weight conv of the style-scaled input; float32 result with demodulation and bias."""
+    def _modconv(self, i: int, plan: _Layer, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shared-weight conv of the style-scaled input, in the layer's dtype, and the float32
+        demodulation coefficients [N, C_out] that scale it before the bias."""
         gain = getattr(self, f"gain{i}")
         if plan.torgb:
             s = s * (1 / math.sqrt(plan.c_in * plan.k**2))
@@ -207,8 +238,23 @@ class StyleGAN3FastSynthesis(nn.Module):
             dcoef = (s.square() @ getattr(self, f"wsq{i}") + 1e-8).rsqrt() / plan.scale
         xs = x * (s * gain).to(x.dtype)[:, :, None, None]
         xs = xs.to(plan.dtype).contiguous(memory_format=self.memory_format)
-        y = F.conv2d(xs, getattr(self, f"w{i}"), padding=plan.k - 1)
-        return y.float() * dcoef[:, :, None, None] + getattr(self, f"b{i}")[None, :, None, None]
+        return F.conv2d(xs, getattr(self, f"w{i}"), padding=plan.k - 1), dcoef
+
+    def _use_triton(self, x: torch.Tensor) -> bool:
+        """The Triton kernels have no backward: the stencils whenever a gradient is recorded."""
+        if self.fir == "stencil" or (torch.is_grad_enabled() and x.requires_grad):
+            return False
+        if self.fir == "triton":
+            return True
+        return x.is_cuda and self.channels_last and triton_available()
+
+    def _triton_filtered_lrelu(self, i: int, plan: _Layer, y: torch.Tensor, dcoef: torch.Tensor) -> torch.Tensor:
+        from pipeline_lib.generator.stylegan3_triton import filtered_lrelu_op
+
+        y = y.contiguous(memory_format=torch.channels_last)
+        clamp = -1.0 if plan.clamp is None else float(plan.clamp)
+        args = (getattr(self, f"up_taps{i}"), getattr(self, f"down_taps{i}"), plan.pad_l, plan.t, plan.down)
+        return filtered_lrelu_op(y, dcoef.contiguous(), getattr(self, f"b{i}"), *args, plan.n_out, clamp)
 
     def _filtered_lrelu(self, i: int, plan: _Layer, x: torch.Tensor) -> torch.Tensor:
         """[N, C, n, n] float32 (bias added) -> [N, C, n_out, n_out] in the layer's dtype."""
@@ -251,7 +297,11 @@ class StyleGAN3FastSynthesis(nn.Module):
         for i, plan in enumerate(self.plans):
             src = S_rest if plan.torgb else S
             s = src[:, plan.offset : plan.offset + plan.dim]
-            x = self._modconv(i, plan, x, s)
+            y, dcoef = self._modconv(i, plan, x, s)
+            if not plan.torgb and self._use_triton(y):
+                x = self._triton_filtered_lrelu(i, plan, y, dcoef)
+                continue
+            x = y.float() * dcoef[:, :, None, None] + getattr(self, f"b{i}")[None, :, None, None]
             if plan.torgb:
                 x = x.clamp(-plan.clamp, plan.clamp) if plan.clamp is not None else x
             else:

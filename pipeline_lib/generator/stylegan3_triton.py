@@ -1,0 +1,245 @@
+"""StyleGAN3's filtered leaky ReLU as three Triton kernels per layer (GPU inference, issue 14).
+
+What the stencil passes of `stylegan3_fast.py` compute, with fewer passes over memory and kernels
+whose every load is a contiguous run of channels (NHWC, channels innermost):
+
+    A  up H:          z1[a, w]  = sum_j gH[a % up, j] * (x[a // up + j - pad, w] * dcoef + bias)
+                      (the modulated conv's demodulation and bias applied on the load; the
+                      padding rows are zeros, as F.pad after the bias)
+    B  up W + act + down W, fused:
+                      y1[a, v]  = sum_i kd[i] * act( sum_j gW[(down v + i) % up, j] * z1[a, (down v + i) // up + j - pad] )
+                      so the up-sampled 2x map, the largest tensor of the layer, is never stored
+                      (it is recomputed: each of its samples feeds ~len(kd) / down outputs, a few
+                      dozen FLOPs on numbers already in L1)
+    C  down H:        y[v, u]   = sum_i kd[i] * y1[down v + i, u]
+
+act = leaky ReLU (0.2) x sqrt 2, then the clamp, as NVIDIA's `filtered_lrelu`. Config R's radial
+filter of its non-critical layers is not separable: there B is replaced by up W (kernel A's code
+along W, no affine) and a 2-D down kernel reads act(z2) at its 144 taps.
+
+Every tap is accumulated in float32; intermediates are stored in the layer's dtype, as the
+stencils store theirs (so float32 layers equal the stencil path to rounding, tested with
+Triton's interpreter on the CPU in tests/test_stylegan3_triton.py). The filter taps are
+float32 tensors read as scalars (one cached load per tap per program).
+
+The kernels have no backward: `StyleGAN3FastSynthesis` uses them only when no gradient is
+needed (the dataset, evaluation and editing), and the stencils otherwise (training). They are a
+`torch.library` custom op, so `torch.compile` treats the layer as one opaque call and fuses
+what surrounds it (the style scaling, the casts).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+SQRT2 = math.sqrt(2)
+
+
+@triton.jit
+def _up_kernel(
+    x_ptr, out_ptr, taps_ptr, dcoef_ptr, bias_ptr, L_in, L_out, M, C, pad,
+    UP: tl.constexpr, J: tl.constexpr, AFFINE: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    """[B, L_in, M] -> [B, L_out, M], polyphase up-sampling along L; program = one output row."""
+    row = tl.program_id(0)
+    b = row // L_out
+    a = row % L_out
+    p = a % UP
+    t0 = a // UP - pad
+    m = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mmask = m < M
+    if AFFINE:
+        c = m % C
+        d = tl.load(dcoef_ptr + b * C + c, mask=mmask, other=0.0)
+        bias = tl.load(bias_ptr + c, mask=mmask, other=0.0)
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for j in tl.static_range(J):
+        src = t0 + j
+        valid = (src >= 0) & (src < L_in)
+        v = tl.load(x_ptr + (b * L_in + src).to(tl.int64) * M + m, mask=mmask & valid, other=0.0).to(tl.float32)
+        if AFFINE:
+            v = tl.where(valid, v * d + bias, 0.0)
+        acc += tl.load(taps_ptr + p * J + j) * v
+    tl.store(out_ptr + row.to(tl.int64) * M + m, acc.to(out_ptr.dtype.element_ty), mask=mmask)
+
+
+@triton.jit
+def _act(z, clamp, HAS_CLAMP: tl.constexpr):
+    a = tl.where(z >= 0, z, z * 0.2) * 1.4142135623730951
+    if HAS_CLAMP:
+        a = tl.minimum(tl.maximum(a, -clamp), clamp)
+    return a
+
+
+@triton.jit
+def _up_act_down_kernel(
+    z_ptr, out_ptr, up_taps_ptr, down_taps_ptr, L_in, V, C, pad, clamp,
+    UP: tl.constexpr, DOWN: tl.constexpr, J: tl.constexpr, LD: tl.constexpr, R: tl.constexpr,
+    HAS_CLAMP: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """[B, L_in, C] -> [B, V, C]: up along L, act, down along L (kernel B). A program takes the
+    outputs v = r + R k of one residue r, for which (down v + i) % up is the same phase for
+    every k: R = up / gcd(up, down), so the phase and the tap offsets are scalars."""
+    row = tl.program_id(0)
+    r = tl.program_id(1) % R
+    k = (tl.program_id(1) // R) * BLOCK_V + tl.arange(0, BLOCK_V)
+    v = r + R * k
+    vmask = v < V
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = c < C
+    step = DOWN * R // UP  # input samples per k
+    acc = tl.zeros([BLOCK_V, BLOCK_C], dtype=tl.float32)
+    for i in tl.static_range(LD):
+        pos = DOWN * r + i
+        p = pos % UP
+        t0 = pos // UP - pad
+        z2 = tl.zeros([BLOCK_V, BLOCK_C], dtype=tl.float32)
+        for j in tl.static_range(J):
+            src = t0 + j + step * k
+            ok = vmask & (src >= 0) & (src < L_in)
+            ptr = z_ptr + ((row * L_in + src).to(tl.int64) * C)[:, None] + c[None, :]
+            val = tl.load(ptr, mask=ok[:, None] & cmask[None, :], other=0.0).to(tl.float32)
+            z2 += tl.load(up_taps_ptr + p * J + j) * val
+        acc += tl.load(down_taps_ptr + i) * _act(z2, clamp, HAS_CLAMP)
+    ptr = out_ptr + ((row * V + v).to(tl.int64) * C)[:, None] + c[None, :]
+    tl.store(ptr, acc.to(out_ptr.dtype.element_ty), mask=vmask[:, None] & cmask[None, :])
+
+
+@triton.jit
+def _down_kernel(y_ptr, out_ptr, taps_ptr, L_in, V, M, DOWN: tl.constexpr, LD: tl.constexpr, BLOCK: tl.constexpr):
+    """[B, L_in, M] -> [B, V, M]: y[v] = sum_i kd[i] y1[down v + i] (kernel C)."""
+    row = tl.program_id(0)
+    b = row // V
+    v = row % V
+    m = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mmask = m < M
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for i in tl.static_range(LD):
+        src = (b * L_in + DOWN * v + i).to(tl.int64)
+        acc += tl.load(taps_ptr + i) * tl.load(y_ptr + src * M + m, mask=mmask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + row.to(tl.int64) * M + m, acc.to(out_ptr.dtype.element_ty), mask=mmask)
+
+
+@triton.jit
+def _radial_down_kernel(
+    z_ptr, out_ptr, taps_ptr, H, W, V, C, clamp,
+    DOWN: tl.constexpr, LD: tl.constexpr, HAS_CLAMP: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """[N, H, W, C] up-sampled (before act) -> [N, V, V, C]: the 2-D radial down filter on act(z)."""
+    row = tl.program_id(0)  # n * V + output row
+    n = row // V
+    vh = row % V
+    vw = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
+    vmask = vw < V
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask = vmask[:, None] & (c < C)[None, :]
+    acc = tl.zeros([BLOCK_V, BLOCK_C], dtype=tl.float32)
+    for ih in tl.static_range(LD):
+        base = (n * H + DOWN * vh + ih).to(tl.int64) * W
+        for iw in tl.static_range(LD):
+            ptr = z_ptr + ((base + DOWN * vw + iw) * C)[:, None] + c[None, :]
+            z = tl.load(ptr, mask=mask, other=0.0).to(tl.float32)
+            acc += tl.load(taps_ptr + ih * LD + iw) * _act(z, clamp, HAS_CLAMP)
+    ptr = out_ptr + ((row.to(tl.int64) * V + vw) * C)[:, None] + c[None, :]
+    tl.store(ptr, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def _block(n: int, cap: int) -> int:
+    return max(16, min(cap, triton.next_power_of_2(n)))
+
+
+def _up(x: torch.Tensor, taps, L_out: int, pad: int, dcoef=None, bias=None) -> torch.Tensor:
+    """x [B, L_in, M] -> [B, L_out, M] in x's dtype (kernel A)."""
+    B, L_in, M = x.shape
+    up, J = taps.shape
+    out = torch.empty((B, L_out, M), device=x.device, dtype=x.dtype)
+    affine = dcoef is not None
+    C = dcoef.shape[1] if affine else 1
+    dummy = taps
+    BLOCK = _block(M, 1024)
+    grid = (B * L_out, triton.cdiv(M, BLOCK))
+    _up_kernel[grid](
+        x, out, taps, dcoef if affine else dummy, bias if affine else dummy, L_in, L_out, M, C, pad,
+        UP=up, J=J, AFFINE=affine, BLOCK=BLOCK,
+    )  # fmt: skip
+    return out
+
+
+def filtered_lrelu(
+    x: torch.Tensor,
+    dcoef: torch.Tensor,
+    bias: torch.Tensor,
+    up_taps: torch.Tensor,
+    down_taps: torch.Tensor,
+    pad: int,
+    length: int,
+    down: int,
+    n_out: int,
+    clamp: float,
+) -> torch.Tensor:
+    """x: the modulated conv's output [N, C, n, n] (channels-last, the layer's dtype), dcoef
+    [N, C] and bias [C] float32, up_taps [up, J] (polyphase rows), down_taps [Ld] (separable) or
+    [Ld, Ld] (radial), both correlation taps in float32; `length` samples per phase, `clamp` <
+    0 for none. Returns [N, C, n_out, n_out] channels-last in x's dtype."""
+    N, C, n, _ = x.shape
+    up = up_taps.shape[0]
+    U = length * up  # the up-sampled side
+    x = x.permute(0, 2, 3, 1)  # NHWC view of channels-last memory: no copy
+    if not x.is_contiguous():
+        raise ValueError("filtered_lrelu expects a channels-last input")
+    z1 = _up(x.reshape(N, n, n * C), up_taps, U, pad, dcoef, bias)  # [N, U, n*C]
+    has_clamp = clamp >= 0
+    BLOCK_C = _block(C, 64)
+    if down_taps.ndim == 2:  # radial (config R): full 2-D up-sampling, then the 2-D down filter
+        z2 = _up(z1.view(N * U, n, C), up_taps, U, pad)  # [N*U, U, C]
+        out = torch.empty((N, n_out, n_out, C), device=x.device, dtype=x.dtype)
+        BLOCK_V = _block(n_out, 32)
+        grid = (N * n_out, triton.cdiv(n_out, BLOCK_V), triton.cdiv(C, BLOCK_C))
+        _radial_down_kernel[grid](
+            z2, out, down_taps, U, U, n_out, C, clamp,
+            DOWN=down, LD=down_taps.shape[0], HAS_CLAMP=has_clamp, BLOCK_V=BLOCK_V, BLOCK_C=BLOCK_C,
+        )  # fmt: skip
+        return out.permute(0, 3, 1, 2)
+    R = up // math.gcd(up, down)
+    y1 = torch.empty((N * U, n_out, C), device=x.device, dtype=x.dtype)
+    BLOCK_V = _block(-(-n_out // R), 32)
+    grid = (N * U, R * triton.cdiv(-(-n_out // R), BLOCK_V), triton.cdiv(C, BLOCK_C))
+    _up_act_down_kernel[grid](
+        z1, y1, up_taps, down_taps, n, n_out, C, pad, clamp,
+        UP=up, DOWN=down, J=up_taps.shape[1], LD=down_taps.shape[0], R=R, HAS_CLAMP=has_clamp,
+        BLOCK_V=BLOCK_V, BLOCK_C=BLOCK_C,
+    )  # fmt: skip
+    out = torch.empty((N, n_out, n_out * C), device=x.device, dtype=x.dtype)
+    BLOCK = _block(n_out * C, 1024)
+    _down_kernel[(N * n_out, triton.cdiv(n_out * C, BLOCK))](
+        y1.view(N, U, n_out * C), out, down_taps, U, n_out, n_out * C, DOWN=down, LD=down_taps.shape[0], BLOCK=BLOCK
+    )
+    return out.view(N, n_out, n_out, C).permute(0, 3, 1, 2)
+
+
+@torch.library.custom_op("genfields::sg3_filtered_lrelu", mutates_args=())
+def filtered_lrelu_op(
+    x: torch.Tensor,
+    dcoef: torch.Tensor,
+    bias: torch.Tensor,
+    up_taps: torch.Tensor,
+    down_taps: torch.Tensor,
+    pad: int,
+    length: int,
+    down: int,
+    n_out: int,
+    clamp: float,
+) -> torch.Tensor:
+    """`filtered_lrelu` as one op for torch.compile (an opaque call in the graph); the output is
+    a fresh channels-last tensor."""
+    return filtered_lrelu(x, dcoef, bias, up_taps, down_taps, pad, length, down, n_out, clamp)
+
+
+@filtered_lrelu_op.register_fake
+def _(x, dcoef, bias, up_taps, down_taps, pad, length, down, n_out, clamp):
+    N, C = x.shape[:2]
+    return x.new_empty((N, n_out, n_out, C)).permute(0, 3, 1, 2)
