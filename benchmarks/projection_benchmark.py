@@ -156,7 +156,8 @@ def summary_rows(record: dict) -> list:
     if best is None:
         why = "; ".join(f"batch {r['batch']}: {r['skipped']}" for r in rows if "skipped" in r) or "no fast row"
         return [summary_row(label, None, base["images_per_hour"], "images/h", Target(">=", 50, on="ratio"), why)]
-    note = f"{best['mode']}, batch {best['batch']}: {best['s_per_image']:.2f} s/image, {best['peak_gb']:.1f} GB"
+    note = f"{best['mode']}, batch {best['batch']}: {best['s_per_image']:.2f} s/image"
+    note += f", {best['peak_gb']:.1f} GB" if math.isfinite(best["peak_gb"]) else ""
     if "fidelity" in record:
         rel = record["fidelity"]["relative_loss_difference"]
         note += f"; final loss vs float32 {rel['mean']:+.4f} (largest {rel['max_abs']:.4f})"

@@ -311,8 +311,10 @@ def summary_rows(results: list, configs: list) -> list:
             rows.append(summary_row(label, None, ref.get("img_s"), "img/s", target, f"no fast path measured ({why})"))
             continue
         note = (
-            f"{best['path']}, batch {best['batch']}: {best['psnr_db']:.1f} dB vs fp32, {best['peak_gb']:.1f} GB, "
-            f"first call {best['first_call_s']:.0f} s" + ("" if best["finite"] else ", NOT FINITE")
+            f"{best['path']}, batch {best['batch']}: {best['psnr_db']:.1f} dB vs fp32, "
+            + (f"{best['peak_gb']:.1f} GB, " if math.isfinite(best["peak_gb"]) else "")
+            + f"first call {best['first_call_s']:.0f} s"
+            + ("" if best["finite"] else ", NOT FINITE")
         )
         rows.append(
             summary_row(

@@ -87,11 +87,12 @@ def child(args) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    print(f"first step {time.time():.3f}", flush=True)  # the parent bounds the compile if it kills us
+    print(f"first step starts {time.time():.3f}", flush=True)  # the parent bounds the compile if it kills us
     t0 = time.perf_counter()
     step(0)
     sync()
     first = time.perf_counter() - t0
+    print(f"first step took {first:.3f}", flush=True)  # known even if the timing below is cut short
     for k in range(
         1, 6 if device.type == "cuda" else 3
     ):  # both step kinds, then what a log step does: flush every variant's rows
@@ -154,8 +155,10 @@ def run_child(variants, args, timeout: float) -> dict:
                 break
             if line.startswith("RESULT "):
                 result = json.loads(line[7:])
-            elif line.startswith("first step "):
-                first_at = float(line.split()[2])
+            elif line.startswith("first step took "):
+                result["first_step_s"] = float(line.split()[3])
+            elif line.startswith("first step starts "):
+                first_at = float(line.split()[3])
             elif line.startswith("done "):
                 done_at = float(line.split()[1])
                 print(f"  child finished its work; waiting up to {args.exit_grace:.0f} s for it to exit", flush=True)
