@@ -71,17 +71,18 @@ def summary_row(
     ours,
     baseline=None,
     unit: str = "",
-    target: Target | None = None,
+    target: Target | str | None = None,
     note: str = "",
     pct_peak: float | None = None,
     met: bool | None = None,
     ratio: bool = True,
 ) -> dict:
     """One row (see the module docstring). `met` overrides the target's verdict: a figure that
-    was not reached can still be known to miss its target (a compile killed after 94 s > 60 s).
+    was not reached can still be known to miss its target (a compile killed after 94 s > 60 s);
+    a target given as text (a criterion that is not a threshold) is judged by `met` alone.
     `ratio=False` for figures whose quotient means nothing (dB, pixels)."""
     ratio = speedup(ours, baseline, unit) if ratio else None
-    verdict = target.met(ours, ratio) if target is not None else None
+    verdict = target.met(ours, ratio) if isinstance(target, Target) else None
     return {
         "stage": stage,
         "ours": ours if not _number(ours) else float(ours),

@@ -132,7 +132,7 @@ def summary_rows(report: dict) -> list:
         same = report["bit_identical_1_vs_2_shards"]
         differ = [k for k, v in same.items() if not v]
         rows.append(summary_row("Dataset 1 vs 2 shards bit-identical", "no" if differ else "yes", None, "",
-                                None, f"differ: {differ}" if differ else "", met=not differ))  # fmt: skip
+                                "identical", f"differ: {differ}" if differ else "", met=not differ))  # fmt: skip
     if "counter_latents_cpu_vs_gpu" in report:
         c = report["counter_latents_cpu_vs_gpu"]
         rows.append(summary_row("Counter latents CPU vs GPU, values differing", c["differing"], None, "",

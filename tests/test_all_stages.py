@@ -151,3 +151,21 @@ def test_report_merges_runs(tmp_path):
     assert record["stages"]["projection"]["started"] == "t2"
     text = all_stages.write(record, tmp_path)
     assert "TIMED OUT" not in text and text.count("| x | 2.00 img/s | 1.00 img/s | 2.00 | - | >= 3x | NO |") == 2
+
+
+def test_training_compile_row_from_a_killed_child():
+    """A child killed in its first step bounds the compile from below: past 60 s the target is
+    known to be missed; a child killed before it started its first step proves nothing."""
+    from training_jobs_benchmark import summary_rows
+
+    def out(single):
+        return {"single": single, "together": {"rc": None}, "variants": ["concat", "euler"], "paper_steps": 10,
+                "exited": False}  # fmt: skip
+
+    killed = summary_rows(out({"rc": None, "wall_s": 110.0, "first_step_at_least_s": 94.0}))[0]
+    assert killed["ours"] is None and killed["met"] is False and "94 s into its first step" in killed["note"]
+    early = summary_rows(out({"rc": None, "wall_s": 50.0, "first_step_at_least_s": 30.0}))[0]
+    assert early["met"] is None and early["target"] == "<= 60 s"
+    done = summary_rows(out({"rc": None, "wall_s": 99.0, "first_step_s": 45.0}))
+    assert done[0]["ours"] == 45.0 and done[0]["met"] is True
+    assert done[1]["ours"] is None and "not measured" in done[1]["note"]
