@@ -172,6 +172,8 @@ def run_stage(name: str, argv: list[str], timeout_s: float, log_path: Path) -> d
 def stage_rows(name: str, entry: dict) -> list[dict]:
     """The stage's summary rows, then a row saying what went wrong, if anything did."""
     rows = [dict(fill_ratio(r), benchmark=name) for r in (entry.get("report") or {}).get("summary_rows", [])]
+    if rows and entry.get("notes"):  # an optional input left out (random stand-in weights, no fixture PSNR)
+        rows[0]["note"] = "; ".join(x for x in [rows[0]["note"], *entry["notes"]] if x)
     status = entry["status"]
     if status == "ok" and rows:
         return rows

@@ -57,7 +57,7 @@ def fake_stages(tmp: Path) -> tuple:
     for name, code in {"good": good, "crash": CRASH, "hang": HANG, "nojson": NO_JSON, "needs": good}.items():
         (tmp / f"{name}.py").write_text(code)
     return (
-        Stage("good", str(tmp / "good.py"), margin_s=10),
+        Stage("good", str(tmp / "good.py"), margin_s=10, inputs={"--fixtures": ("sg2_fixtures", False)}),
         Stage("crash", str(tmp / "crash.py")),
         Stage("hang", str(tmp / "hang.py")),
         Stage("nojson", str(tmp / "nojson.py")),
@@ -67,7 +67,7 @@ def fake_stages(tmp: Path) -> tuple:
 
 def options(tmp: Path, **kw) -> argparse.Namespace:
     base = dict(all=True, stages=None, smoke=False, time_budget=600.0, out_dir=str(tmp / "out"),
-                sg3_fixtures=str(tmp / "no-such-fixtures"), stage_budget=[])  # fmt: skip
+                sg3_fixtures=str(tmp / "no-such-fixtures"), sg2_fixtures="optional-absent", stage_budget=[])  # fmt: skip
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -93,7 +93,8 @@ def test_every_stage_is_a_row(tmp_path, capsys):
     assert good[0]["ratio"] == 3.0 and good[0]["met"] is True and good[0]["pct_peak"] == 42.0
     assert good[1]["ratio"] == pytest.approx(1 / 3) and good[1]["met"] is False  # a time: baseline/ours
     assert good[2]["ratio"] == 2.5  # computed for a row written without one
-    assert "| fake synthesis | 3,000 img/s | 1,000 img/s | 3.00 | 42.0 | >= 2,000 img/s | yes | fast path |" in text
+    row = "| fake synthesis | 3,000 img/s | 1,000 img/s | 3.00 | 42.0 | >= 2,000 img/s | yes | fast path; "
+    assert row + "--fixtures left out: optional-absent does not exist |" in text  # an optional input: a note
     assert "| fake compile | 90.0 s | 30.0 s | 0.33 | - | <= 60 s | NO |" in text
 
     assert stages["crash"]["status"] == "failed (exit 3)"
