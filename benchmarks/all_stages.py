@@ -3,9 +3,14 @@ ours, the baseline measured in the same run, the ratio, % of the device's peak w
 benchmark computes it, the issue's target and whether it is met.
 
     PYTHONPATH=. python benchmarks/all_stages.py --all --time-budget 540 --out-dir $OUT/all
-    PYTHONPATH=. python benchmarks/all_stages.py --stages stylegan3,synthesis --time-budget 540 \\
-        --stage-budget stylegan3=330 --out-dir $OUT/all1
-    python benchmarks/all_stages.py --report $OUT/all1/all_stages.json $OUT/all2/all_stages.json
+
+The stages' key figures need about 1,230 s on one H200 (`Stage.need_s`), so every figure takes
+three 10-minute calls, then one table of the three:
+
+    PYTHONPATH=. python benchmarks/all_stages.py --stages stylegan3,synthesis --out-dir $OUT/all1
+    PYTHONPATH=. python benchmarks/all_stages.py --stages projection,annotation,dataset_e2e --out-dir $OUT/all2
+    PYTHONPATH=. python benchmarks/all_stages.py --stages training_jobs,evaluation --out-dir $OUT/all3
+    python benchmarks/all_stages.py --report all1/all_stages.json all2/all_stages.json all3/all_stages.json
     PYTHONPATH=. python benchmarks/all_stages.py --all --smoke --sg3-fixtures ../shared/fixtures/stylegan3_ref \\
         --out-dir /tmp/all     # CPU, tiny sizes: every benchmark's own --smoke mode
 
