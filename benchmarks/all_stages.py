@@ -184,10 +184,12 @@ def stage_rows(name: str, entry: dict) -> list[dict]:
         return rows
     why = entry.get("reason", "")
     if status != "skipped":
-        err, out = (entry.get(k, []) for k in ("stderr_tail", "stdout_tail"))
-        last = [x for x in err if x.strip()] or [x for x in out if x.strip()]
+        tails = [entry.get(k, []) for k in ("stderr_tail", "stdout_tail")]  # a failure's error, else progress
+        first, second = tails[::-1] if entry.get("timed_out") else tails
+        last = [x for x in first if x.strip()] or [x for x in second if x.strip()]
         why = "; ".join(x for x in (why, last[-1][:200] if last else "") if x)
     status = "ok but wrote no summary rows" if status == "ok" else status
+    why = "; ".join(x for x in [why, *([] if rows else entry.get("notes", []))] if x)
     return rows + [fill_ratio({"stage": f"{name} benchmark: {status.upper()}", "note": why, "benchmark": name})]
 
 

@@ -207,7 +207,7 @@ def summary_rows(out: dict) -> list:
     compile_row["note"] += "; children exited cleanly" if out["exited"] else "; a child did not exit cleanly"
     k, hours = len(out["variants"]), out.get("projected_hours", {})
     note = (
-        f"steps/s {single['steps_per_s']:.1f} one variant, {together['steps_per_s']:.1f} with {k} per step"
+        f"steps/s {single['steps_per_s']:.3g} one variant, {together['steps_per_s']:.3g} with {k} per step"
         if hours
         else "not measured (a child did not report steps/s)"
     )
