@@ -190,7 +190,7 @@ def summary_rows(results: dict, baseline_batch: int) -> list:
         )
     mb05 = results["encoders"].get("3ddfa_mb05", {})
     if "tddfa_mb05" in results["real_weights"] and "landmark_px" in mb05:
-        where = f"real weights, {results['fidelity_images']}, batch {batch}"
+        where = f"{mb05['precision']}, real weights, {results['fidelity_images']}, batch {batch}"
         rows.append(summary_row("3DDFA mb05 fast vs float32, landmarks", mb05["landmark_px"], None, "px",
                                 Target("<=", 0.1, "px"), where))  # fmt: skip
         rows.append(summary_row("3DDFA mb05 fast vs float32, pose", mb05["pose_deg"], None, "deg",
