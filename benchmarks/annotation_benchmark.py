@@ -30,6 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from bench_summary import Target, summary_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -173,6 +174,30 @@ def fmt(errors: dict) -> str:
     return text
 
 
+def summary_rows(results: dict, baseline_batch: int) -> list:
+    """The whole stage beside float32 at the old batch, against issue 16's 2,000 faces/s, and 3DDFA
+    mb05's fast-vs-float32 error when its real weights were given (benchmarks/all_stages.py)."""
+    stage, batch = results["stage"], results["batch"]
+    label = f"Annotation stage ({', '.join(stage['kinds'])})"
+    note = f"baseline float32 at batch {baseline_batch}"
+    target = Target(">=", 2000, "faces/s")
+    rows = [
+        summary_row(f"{label}, batch {batch} fast", stage["fast_fps"], stage["float32_fps"], "faces/s", target, note)
+    ]
+    if "compiled_fps" in stage:
+        rows.append(
+            summary_row(f"{label}, compiled", stage["compiled_fps"], stage["float32_fps"], "faces/s", target, note)
+        )
+    mb05 = results["encoders"].get("3ddfa_mb05", {})
+    if "tddfa_mb05" in results["real_weights"] and "landmark_px" in mb05:
+        where = f"{mb05['precision']}, real weights, {results['fidelity_images']}, batch {batch}"
+        rows.append(summary_row("3DDFA mb05 fast vs float32, landmarks", mb05["landmark_px"], None, "px",
+                                Target("<=", 0.1, "px"), where))  # fmt: skip
+        rows.append(summary_row("3DDFA mb05 fast vs float32, pose", mb05["pose_deg"], None, "deg",
+                                Target("<=", 0.05, "deg"), where))  # fmt: skip
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="JSON of every figure")
@@ -294,6 +319,7 @@ def main() -> None:
         f"| stage ({', '.join(stage['kinds'])}) | | {stage['float32_fps']:.0f} | {stage['fast_fps']:.0f} | {ratio:.1f} | |"
     )
     results["seconds"] = time.perf_counter() - t_start
+    results["summary_rows"] = summary_rows(results, args.baseline_batch)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"\n{results['seconds']:.0f} s; results in {args.out}", flush=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from bench_summary import Target, summary_row
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -113,6 +114,32 @@ def read_dataset(path: Path) -> dict:
         return {k: f[k][()] for k in ("z", "w", "styles", "images", "seed")} | {"id": f.attrs["dataset_id"]}
 
 
+def summary_rows(report: dict) -> list:
+    """The stage's faces/s end to end (warm cache, then cold) beside the old path, against issue 16's
+    3,000 faces/s, and the determinism checks (benchmarks/all_stages.py prints them)."""
+    runs, faces = report["runs"], report["faces"]
+    old = runs.get("old", {}).get("faces_per_s")
+    old_note = "" if old else "; old path: not reached"
+    rows = []
+    for name, label, target in (("new repeated", "warm compile cache", Target(">=", 3000, "faces/s")),
+                                ("new first", "first run, cold compile", None)):  # fmt: skip
+        r = runs.get(name)
+        note = f"{r['seconds']:.1f} s, {r['shards']} shard job(s)" if r else "not reached"
+        note += f", runner {report['runner']}{old_note}"
+        stage = f"Dataset stage end to end, {faces:,} faces, {label}"
+        rows.append(summary_row(stage, r and r["faces_per_s"], old, "faces/s", target, note))
+    if "bit_identical_1_vs_2_shards" in report:
+        same = report["bit_identical_1_vs_2_shards"]
+        differ = [k for k, v in same.items() if not v]
+        rows.append(summary_row("Dataset 1 vs 2 shards bit-identical", "no" if differ else "yes", None, "",
+                                "identical", f"differ: {differ}" if differ else "", met=not differ))  # fmt: skip
+    if "counter_latents_cpu_vs_gpu" in report:
+        c = report["counter_latents_cpu_vs_gpu"]
+        rows.append(summary_row("Counter latents CPU vs GPU, values differing", c["differing"], None, "",
+                                Target("<=", 0), f"of {c['values']:,}", ratio=False))  # fmt: skip
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=int, default=48000)
@@ -190,6 +217,7 @@ def main() -> None:
         ratio = f"{r['faces_per_s'] / old['faces_per_s']:.2f}" if old and r["faces"] == old["faces"] else "-"
         print(f"| {name} | {r['faces']} | {r['shards']} | {r['seconds']:.1f} | {r['faces_per_s']:.0f} | {ratio} |")
     report["total_s"] = time.perf_counter() - t_start
+    report["summary_rows"] = summary_rows(report)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2))

@@ -30,6 +30,7 @@ import types
 from pathlib import Path
 
 import torch
+from bench_summary import Target, summary_row
 
 from pipeline_lib.generator.fast import psnr
 from pipeline_lib.generator.stylegan3 import StyleGAN3Generator
@@ -52,6 +53,7 @@ FAST = {  # name: (dtype, mixed, compile)
     "fast fp16-mixed compile tf32": (torch.float16, True, True),  # float32 layers' convs in TF32 (NVIDIA as shipped)
     "fast fp16 compile": (torch.float16, False, True),  # every layer in fp16
 }
+TARGETS = {"t256": Target(">=", 1500, "img/s"), "r256": Target(">=", 600, "img/s")}  # issue 16
 SMOKE = {"img_resolution": 64, "channel_base": 384, "channel_max": 24, "z_dim": 64, "w_dim": 64}  # --smoke
 
 
@@ -293,6 +295,39 @@ def table(results) -> str:
     return "\n".join(lines)
 
 
+def summary_rows(results: list, configs: list) -> list:
+    """One row per requested config for benchmarks/all_stages.py: the fastest fast path beside our
+    float32 reference; a config missing from `results` was not reached (budget, or killed)."""
+    done, rows = {r["config"]: r for r in results}, []
+    for name in configs:
+        label, target = f"StyleGAN3-{name[0].upper()} {name[1:]} synthesis", TARGETS.get(name)
+        if name not in done:
+            rows.append(summary_row(label, None, None, "img/s", target, "not reached (time budget, or killed)"))
+            continue
+        ref = next((r for r in done[name]["rows"] if r["path"].startswith("reference")), {})
+        fast = [r for r in done[name]["rows"] if r["path"].startswith("fast") and "img_s" in r]
+        best = max(fast, key=lambda r: r["img_s"], default=None)
+        nvidia = [
+            f"{r['path']} {r['img_s']:.1f} img/s" for r in done[name]["rows"] if "NVIDIA" in r["path"] and "img_s" in r
+        ]
+        if best is None:
+            why = "; ".join(f"{r['path']}: {r['error']}" for r in done[name]["rows"] if "error" in r)
+            rows.append(summary_row(label, None, ref.get("img_s"), "img/s", target, f"no fast path measured ({why})"))
+            continue
+        note = (
+            f"{best['path']}, batch {best['batch']}: {best['psnr_db']:.1f} dB vs fp32, "
+            + (f"{best['peak_gb']:.1f} GB, " if math.isfinite(best["peak_gb"]) else "")
+            + f"first call {best['first_call_s']:.0f} s"
+            + ("" if best["finite"] else ", NOT FINITE")
+        )
+        rows.append(
+            summary_row(
+                label, best["img_s"], ref.get("img_s"), "img/s", target, "; ".join([note] + nvidia), best["pct_peak"]
+            )
+        )
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", default="t256,r256,t1024")
@@ -320,7 +355,9 @@ def main():
     for config in args.configs.split(","):
         run_config(config, args, ctx, results, t_start)
         if args.out:
-            args.out.write_text(json.dumps({"peak_flops": peak, "bandwidth": bandwidth, "results": results}, indent=1))
+            rows = summary_rows(results, args.configs.split(","))
+            report = {"peak_flops": peak, "bandwidth": bandwidth, "results": results, "summary_rows": rows}
+            args.out.write_text(json.dumps(report, indent=1))
         print(f"-- {config} done at {time.time() - t_start:.0f} s", flush=True)
     print(table(results))
     if not math.isfinite(peak):

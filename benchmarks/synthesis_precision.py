@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import torch
+from bench_summary import Target, summary_row
 
 from pipeline_lib.dataset.latent_rng import draw_latents
 from pipeline_lib.dataset.synthesis import ChunkSynthesizer, SynthesisSettings
@@ -30,6 +31,7 @@ from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_genera
 from pipeline_lib.images import to_uint8_hwc
 
 BASELINE = "bf16 + compile (earlier default)"
+DEFAULT = "float16 + compile (new default)"
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Variant:
 VARIANTS = [
     Variant(BASELINE, "bfloat16", {}),
     Variant("float16 eager", "float16"),
-    Variant("float16 + compile (new default)", "float16", {}),
+    Variant(DEFAULT, "float16", {}),
     Variant("float16-mixed eager", "float16-mixed"),
     Variant("float16-mixed + compile", "float16-mixed", {}),
     Variant("float16 + compile [up-sampling polyphase]", "float16", {}, up_impl="polyphase"),
@@ -329,8 +331,36 @@ def compare(args, device, peak: float) -> dict:
         report["profile"] = {"variant": fastest, **kernel_profile(synths[fastest], device)}
         torch.backends.cudnn.benchmark = False
     report["wall_s"] = time.perf_counter() - t_start
+    report["summary_rows"] = summary_rows(report, args.chunk)
     print(f"\nwall time of the comparison: {report['wall_s']:.0f} s", flush=True)
     return report
+
+
+def summary_rows(report: dict, batch: int) -> list:
+    """The default mode's speed and fidelity beside the earlier default (bf16 compiled), measured in
+    the same run, against issue 16's targets (benchmarks/all_stages.py prints them)."""
+    rows = report["rows"]
+    ours, base = rows.get(DEFAULT, {}), rows.get(BASELINE, {})
+    ref = rows["float32 reference"]["images_per_s"]
+    missing = "" if "images_per_s" in ours else f"{DEFAULT}: {ours.get('skipped', 'not measured (time budget)')}"
+    speed_note = missing or f"{DEFAULT} vs {BASELINE}; float32 reference {ref:.0f} img/s"
+    if "images_per_s" in ours:
+        speed_note += f" ({ours['images_per_s'] / ref:.1f}x)"
+    fixture = report.get("official_fixture_psnr_db", {}).get("float16")
+    fidelity_note = missing or f"uint8 {ours['psnr_uint8_db']:.1f} dB; baseline = {BASELINE}" + (
+        f"; official fixture generator float16 {fixture:.1f} dB" if fixture is not None else ""
+    )
+    pct = 100 * ours["share_of_peak"] if "share_of_peak" in ours else None
+    return [
+        summary_row(
+            f"StyleGAN2 synthesis, batch {batch}, float16 compiled", ours.get("images_per_s"),
+            base.get("images_per_s"), "img/s", Target(">=", 10_000, "img/s"), speed_note, pct,
+        ),
+        summary_row(
+            "StyleGAN2 float16 fidelity vs float32", ours.get("psnr_db"), base.get("psnr_db"), "dB",
+            Target(">=", 50, "dB"), fidelity_note, ratio=False,
+        ),
+    ]  # fmt: skip
 
 
 def fixture_psnr(folder: str, device) -> dict:
