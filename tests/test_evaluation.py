@@ -19,8 +19,10 @@ from pipeline_lib.evaluation.fid import write_real_features
 from pipeline_lib.generator import load_generator
 from pipeline_lib.jobs.evaluation import evaluate_edits, sparsity_analyses
 from pipeline_lib.mref import ReferenceMapper, save_mapper
+from pipeline_lib.settings import load_config
 
-EVAL_CFG = {"num_pairs": 6, "seed": 0, "batch_size": 3, "grid": [2, 3]}
+EVAL_CFG = {"num_pairs": 6, "seed": 0, "batch_size": 3, "grid": [2, 3], "precision": "float16", "compile": False}
+ENCODER_PRECISION = load_config()["annotation"]["precision"]  # a CPU runs float32 whatever it says
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,7 @@ def job_args(folder, inputs, files, model):
         generator=inputs["generator_path"],
         files=files,
         encoders=ENCODERS_CFG,
+        encoder_precision=ENCODER_PRECISION,
         device="cpu",
     )
 
@@ -70,6 +73,11 @@ def test_an_untrained_editor_keeps_the_identity_and_the_metrics_record_their_con
     assert m["attribute_source"].startswith("real") and m["fid"]["num_a"] == 6 and m["fid"]["num_b"] == 81
     assert m["expression"]["train"]["mean"] > 0  # real attribute faces differ from the generated identity faces
     assert set(m["pose"]) == {"train", "eval"} and m["layers"] is None
+    arithmetic = m["arithmetic"]  # a CPU runs the float32 reference whatever evaluation.precision says
+    assert arithmetic["edited_faces"]["precision"] == "float32" and not arithmetic["edited_faces"]["compile"]
+    assert arithmetic["edited_faces"]["synthesis_arithmetic"].startswith("FastSynthesis float32")
+    assert {e["precision"] for e in arithmetic["encoders"].values()} == {"float32"}
+    assert set(arithmetic["encoders"]) == {"identity", "attribute", "landmarks/train", "landmarks/eval"}
     assert (tmp_path / "grid.png").stat().st_size > 20_000
 
 
