@@ -165,7 +165,7 @@ def test_face_size_of_the_real_faces_with_the_real_detector(setup, tmp_path):
 
 
 def _evaluation_parts(setup, fast: bool, precision: str = "float32", encoder_precision: str = "float32"):
-    """The Editor and Encoders of `_build`, with the fast mode chosen explicitly (the job picks
+    """The Editor and Encoders of `build_parts`, with the fast mode chosen explicitly (the job picks
     it from the device, so on a CPU only this way reaches it)."""
     folder, inputs, files = setup
     G = load_generator(inputs["generator_path"])

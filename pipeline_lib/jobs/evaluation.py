@@ -23,7 +23,7 @@ from pipeline_lib.settings import EncoderSettings, EvaluationSettings, SparsityS
 log = logging.getLogger(__name__)
 
 
-def _build(model, faces, annotations, generator, files: dict, encoders: dict, ev, encoder_precision: dict, device):
+def build_parts(model, faces, annotations, generator, files: dict, encoders: dict, ev, encoder_precision: dict, device):
     """The generator, an Editor of the trained model, and every encoder, on `device`.
 
     On a GPU the edited faces are synthesised in `evaluation.precision` and the encoders run as the
@@ -79,11 +79,11 @@ def evaluate_edits(
     where: str = "ablation.configs",
 ) -> dict:
     """metrics.json (+ FID) and an edit grid, for a variant or (with `layers`) an ablation;
-    `encoder_precision` is config.yaml's `annotation.precision` (see `_build`); `where` is the
+    `encoder_precision` is config.yaml's `annotation.precision` (see `build_parts`); `where` is the
     layers' config key, for the message if the generator lacks one of them."""
     ev = EvaluationSettings.parse(evaluation)
     ev.validate()
-    G, editor, built, detectors, torch_device = _build(
+    G, editor, built, detectors, torch_device = build_parts(
         model, faces, annotations, generator, files, encoders, ev, encoder_precision, device
     )
     attributes = AttributeFaces(attribute_faces)
@@ -151,7 +151,7 @@ def sparsity_analyses(
 ) -> None:
     """Figs. 7 and 8: the histogram of normalised |dS| and the reuse of the top channels."""
     sp, ev = SparsitySettings.parse(sparsity_cfg), EvaluationSettings.parse(evaluation)
-    G, editor, built, _, _ = _build(
+    G, editor, built, _, _ = build_parts(
         model, faces, annotations, generator, files, encoders, ev, encoder_precision, device
     )
     attributes = AttributeFaces(attribute_faces)
