@@ -117,17 +117,20 @@ def build_inputs(tmp: Path, args, cfg: dict, device: torch.device) -> dict:
     }
 
 
-def loop_rate(editor, encoders, attributes, pairs: int, batch: int, device) -> tuple[float, dict, torch.Tensor]:
-    """Edited faces per second of `evaluate` (after one warm-up batch), its metrics and faces."""
-    evaluate(editor, encoders, attributes, min(pairs, batch), 1, batch, progress=False)
+def loop_rate(editor, encoders, attributes, pairs: int, batch: int, device) -> tuple[float, dict, torch.Tensor, float]:
+    """Edited faces per second of `evaluate`, its metrics and faces, and the warm-up's seconds
+    (a full batch and the last batch's size: every shape, so a compiled mode compiles there)."""
+    t0 = time.perf_counter()
+    evaluate(editor, encoders, attributes, min(pairs, batch + pairs % batch), 1, batch, progress=False)
     sync(device)
+    warm_up = time.perf_counter() - t0
     t0 = time.perf_counter()
     values, edited = evaluate(editor, encoders, attributes, pairs, 0, batch, progress=False)
     sync(device)
-    return pairs / (time.perf_counter() - t0), values, edited
+    return pairs / (time.perf_counter() - t0), values, edited, warm_up
 
 
-def part_loop(inputs: dict, cfg: dict, ev_cfg: dict, args, device) -> tuple[dict, torch.Tensor]:
+def part_loop(inputs: dict, cfg: dict, ev_cfg: dict, args, device, left) -> tuple[dict, torch.Tensor]:
     """(a): the reference mode (as before issue 16) against the fast mode, on the same pairs."""
     G = load_generator(inputs["generator"], device=device)
     mapper, _ = load_mapper(inputs["model"], device)
@@ -138,22 +141,34 @@ def part_loop(inputs: dict, cfg: dict, ev_cfg: dict, args, device) -> tuple[dict
     reference = Encoders(
         plain(enc["identity"]), plain(enc["attribute"]), {r: plain(k) for r, k in enc["landmarks"].items()}
     )
-    ref_rate, ref_values, _ = loop_rate(editor, reference, attributes, args.pairs, args.baseline_batch, device)
+    ref_rate, ref_values, _, _ = loop_rate(editor, reference, attributes, args.pairs, args.baseline_batch, device)
     print(
         f"(a) reference loop (float32, eager, batch {args.baseline_batch}): {ref_rate:.0f} edited faces/s", flush=True
     )
     ev = EvaluationSettings.parse(ev_cfg)
     inputs_ = {k: inputs[k] for k in ("model", "faces", "annotations", "generator", "files")}
-    _, editor, fast, _, _ = build_parts(
-        **inputs_, encoders=enc, ev=ev, encoder_precision=cfg["annotation"]["precision"], device=device
-    )
-    rate, values, edited = loop_rate(editor, fast, attributes, args.pairs, ev.batch_size, device)
+    precision = cfg["annotation"]["precision"]
+    _, editor, fast, _, _ = build_parts(**inputs_, encoders=enc, ev=ev, encoder_precision=precision, device=device)
+    rate, values, edited, _ = loop_rate(editor, fast, attributes, args.pairs, ev.batch_size, device)
     print(f"(a) fast loop ({editor.precision} synthesis, batch {ev.batch_size}): {rate:.0f} edited faces/s, "
           f"{rate / ref_rate:.2f}x the reference", flush=True)  # fmt: skip
     moved = {k: float(np.nanmax(np.abs(values[k] - ref_values[k]))) for k in values}
     means = {k: [float(np.nanmean(ref_values[k])), float(np.nanmean(values[k]))] for k in values}
     print(f"    largest change of a pair's metric, fast vs reference: {moved}", flush=True)
+    compiled = None
+    if args.compile and left() > 0:  # the same fast mode with evaluation.compile: what compiling would buy a job
+        ev_c = EvaluationSettings.parse({**ev_cfg, "compile": True})
+        _, editor_c, fast_c, _, _ = build_parts(
+            **inputs_, encoders=enc, ev=ev_c, encoder_precision=precision, device=device
+        )
+        c_rate, _, _, warm = loop_rate(editor_c, fast_c, attributes, args.pairs, ev_c.batch_size, device)
+        compiled = {"img_per_s": c_rate, "warm_up_and_compile_s": warm}
+        print(f"(a) fast loop compiled: {c_rate:.0f} edited faces/s, {c_rate / ref_rate:.2f}x the reference, after "
+              f"{warm:.0f} s of warm-up and compilation (each job would pay it)", flush=True)  # fmt: skip
+    elif args.compile:
+        print("(a) compiled fast loop: skipped (time budget)", flush=True)
     return {
+        "compiled": compiled,
         "reference_img_per_s": ref_rate,
         "fast_img_per_s": rate,
         "ratio": rate / ref_rate,
@@ -309,6 +324,7 @@ def main():
     ap.add_argument("--batch", type=int, help="fast-mode batch (default: config.yaml evaluation.batch_size)")
     ap.add_argument("--baseline-batch", type=int, default=32, help="the reference mode's batch (as before)")
     ap.add_argument("--time-budget", type=float, default=230.0, help="seconds; later parts are skipped past it")
+    ap.add_argument("--compile", action="store_true", help="also time (a) compiled (evaluation.compile true)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny sizes: proves the script runs")
     args = ap.parse_args()
@@ -336,7 +352,7 @@ def main():
             results["skipped"].append(part)
             continue
         if part == "loop":
-            results["loop"], edited = part_loop(inputs, cfg, ev_cfg, args, device)
+            results["loop"], edited = part_loop(inputs, cfg, ev_cfg, args, device, left)
         elif part == "fid":
             results["fid"] = part_fid(inputs, edited, ev_cfg["batch_size"], device)
         else:
