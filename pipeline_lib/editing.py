@@ -142,15 +142,22 @@ class Editor:
         }
 
     @torch.no_grad()
-    def edit(self, identity_indices, attribute_features: torch.Tensor, mask=None):
-        """Edited images [N,3,H,W] in [-1, 1] and dS [N, dim S], from the attribute faces' E_attr
-        features (computed once by the caller, however many identities they are paired with)."""
+    def offsets(self, identity_indices, attribute_features: torch.Tensor, mask=None):
+        """S_id, S_rgb and dS [N, dim S] of the pairs, without synthesis (the sparsity analyses
+        read dS alone)."""
         ids = torch.as_tensor(identity_indices, device=self.device)
         S_id, S_rgb = self.G.styles_from_w(self.w[ids])
         features = mapper_input(self.identity_embedding[ids], attribute_features, self.input_features)
         dS = self.mapper(features)
         if mask is not None:
             dS = dS * mask
+        return S_id, S_rgb, dS
+
+    @torch.no_grad()
+    def edit(self, identity_indices, attribute_features: torch.Tensor, mask=None):
+        """Edited images [N,3,H,W] in [-1, 1] and dS [N, dim S], from the attribute faces' E_attr
+        features (computed once by the caller, however many identities they are paired with)."""
+        S_id, S_rgb, dS = self.offsets(identity_indices, attribute_features, mask)
         img = self.synthesis(S_id + dS, S_rgb, noise_mode=self.noise_mode).float().clamp(-1, 1)
         return img, dS
 

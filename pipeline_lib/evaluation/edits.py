@@ -136,6 +136,6 @@ def style_offsets(
     for a in range(0, len(attrs), batch_size):
         pos = attrs[a : a + batch_size]
         img = encoder_view(from_uint8_hwc(torch.from_numpy(attribute_faces.read(pos)).to(editor.device)))
-        _, dS = editor.edit(np.full(len(pos), identity), encoders.attribute_features(img))
+        dS = editor.offsets(np.full(len(pos), identity), encoders.attribute_features(img))[2]  # no synthesis
         out.append(dS.float().cpu().numpy())
     return np.concatenate(out)
