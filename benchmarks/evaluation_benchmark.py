@@ -358,7 +358,7 @@ def main():
     inputs = build_inputs(tmp, args, cfg, device)
     print(f"inputs built in {time.perf_counter() - t_start:.1f} s", flush=True)
     edited = None
-    for part in ("loop", "fid", "tables"):
+    for part in ("loop", "tables", "fid"):  # the stage's two targets first
         if left() <= 0 or (part == "fid" and edited is None):
             print(f"({part}) skipped: time budget of {args.time_budget:.0f} s spent", flush=True)
             results["skipped"].append(part)

@@ -62,14 +62,19 @@ def evaluate(
     for role in encoders.landmarks:
         for name in ("landmarks_attr", "landmarks_edit", "pose_attr", "pose_edit"):
             outputs[f"{name}/{role}"] = []
+
+    def read(positions) -> torch.Tensor:  # pinned: the copy to the device does not block the host
+        faces = torch.from_numpy(attribute_faces.read(positions))
+        return faces.pin_memory() if cuda else faces
+
     with ThreadPoolExecutor(1) as reader, torch.no_grad():
-        pending = reader.submit(attribute_faces.read, attrs[:batch_size])
+        pending = reader.submit(read, attrs[:batch_size])
         for a in tqdm(range(0, num_pairs, batch_size), desc="edits", unit="batch", disable=not progress):
             b = min(a + batch_size, num_pairs)
             attr_u8 = pending.result()
             if b < num_pairs:
-                pending = reader.submit(attribute_faces.read, attrs[b : b + batch_size])
-            attr_img = encoder_view(from_uint8_hwc(torch.from_numpy(attr_u8).to(editor.device)))
+                pending = reader.submit(read, attrs[b : b + batch_size])
+            attr_img = encoder_view(from_uint8_hwc(attr_u8.to(editor.device, non_blocking=cuda)))
             edited, _ = editor.edit(ids[a:b], encoders.attribute_features(attr_img), mask)
             edited_view = encoder_view(edited)  # the encoders' 256 frame, as the annotations
             outputs["identity"].append(encoders.identity_embedding(edited_view))
