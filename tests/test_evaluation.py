@@ -7,20 +7,28 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import shared_path
-from training_inputs import ENCODERS_CFG, build_training_inputs
+from training_inputs import DETECTOR, ENCODERS_CFG, build_training_inputs
 
 from pipeline_lib.dataset.real_faces import prepare_real_faces
+from pipeline_lib.editing import AttributeFaces, Editor, Encoders
+from pipeline_lib.encoders import build_encoder
+from pipeline_lib.encoders.inference import EncoderRunner
 from pipeline_lib.encoders.random_weights import random_weights_file
-from pipeline_lib.evaluation.edits import draw_pairs
+from pipeline_lib.evaluation.edits import draw_pairs, evaluate
 from pipeline_lib.evaluation.fid import write_real_features
+from pipeline_lib.evaluation.metrics import expression_distance, identity_similarity, pose_error
 from pipeline_lib.generator import load_generator
+from pipeline_lib.images import from_uint8_hwc
 from pipeline_lib.jobs.evaluation import evaluate_edits, sparsity_analyses
-from pipeline_lib.mref import ReferenceMapper, save_mapper
+from pipeline_lib.mref import ReferenceMapper, load_mapper, save_mapper
+from pipeline_lib.settings import load_config
 
-EVAL_CFG = {"num_pairs": 6, "seed": 0, "batch_size": 3, "grid": [2, 3]}
+EVAL_CFG = {"num_pairs": 6, "seed": 0, "batch_size": 3, "grid": [2, 3], "precision": "float16", "compile": False}
+ENCODER_PRECISION = load_config()["annotation"]["precision"]  # a CPU runs float32 whatever it says
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +59,7 @@ def job_args(folder, inputs, files, model):
         generator=inputs["generator_path"],
         files=files,
         encoders=ENCODERS_CFG,
+        encoder_precision=ENCODER_PRECISION,
         device="cpu",
     )
 
@@ -70,6 +79,11 @@ def test_an_untrained_editor_keeps_the_identity_and_the_metrics_record_their_con
     assert m["attribute_source"].startswith("real") and m["fid"]["num_a"] == 6 and m["fid"]["num_b"] == 81
     assert m["expression"]["train"]["mean"] > 0  # real attribute faces differ from the generated identity faces
     assert set(m["pose"]) == {"train", "eval"} and m["layers"] is None
+    arithmetic = m["arithmetic"]  # a CPU runs the float32 reference whatever evaluation.precision says
+    assert arithmetic["edited_faces"]["precision"] == "float32" and not arithmetic["edited_faces"]["compile"]
+    assert arithmetic["edited_faces"]["synthesis_arithmetic"].startswith("FastSynthesis float32")
+    assert {e["precision"] for e in arithmetic["encoders"].values()} == {"float32"}
+    assert set(arithmetic["encoders"]) == {"identity", "attribute", "landmarks/train", "landmarks/eval"}
     assert (tmp_path / "grid.png").stat().st_size > 20_000
 
 
@@ -94,7 +108,6 @@ def test_ablation_masks_dS_to_its_layers(setup, tmp_path):
 
 
 def test_pairs_depend_only_on_the_seed():
-    import numpy as np
 
     a = draw_pairs(5, 3, np.arange(10), 7)
     b = draw_pairs(5, 3, np.arange(10), 7)
@@ -149,3 +162,70 @@ def test_face_size_of_the_real_faces_with_the_real_detector(setup, tmp_path):
     assert 120 < real["mean"] < 165 and real["std"] < 20
     assert json.loads((tmp_path / "face_size.json").read_text())["real (FFHQ)"]["mean"] == real["mean"]
     assert (tmp_path / "fs.png").stat().st_size > 5_000
+
+
+def _evaluation_parts(setup, fast: bool, precision: str = "float32", encoder_precision: str = "float32"):
+    """The Editor and Encoders of `build_parts`, with the fast mode chosen explicitly (the job picks
+    it from the device, so on a CPU only this way reaches it)."""
+    folder, inputs, files = setup
+    G = load_generator(inputs["generator_path"])
+    mapper, _ = load_mapper(folder / "random.pt")
+    editor = Editor(
+        G, mapper, "attribute", inputs["faces_path"], inputs["annotations_path"], "cpu", precision, channels_last=fast
+    )
+
+    def runner(kind):
+        return EncoderRunner(build_encoder(kind, files, "cpu"), encoder_precision, fast)
+
+    encoders = Encoders(
+        identity=runner(ENCODERS_CFG["identity"]),
+        attribute=runner(ENCODERS_CFG["attribute"]),
+        landmarks={"train": runner(DETECTOR)},
+    )
+    return editor, encoders, AttributeFaces(folder / "ffhq256.h5")
+
+
+def test_the_fast_mode_in_float32_computes_what_the_reference_computes(setup):
+    """Channels-last synthesis and encoders (the GPU's fast mode, in float32) and another batch
+    size give the reference's numbers to rounding, and the reference's first pair equals the
+    edit computed directly with the reference generator and the plain encoders."""
+    editor, encoders, attributes = _evaluation_parts(setup, fast=False)
+    ref_values, ref_edited = evaluate(editor, encoders, attributes, 5, 0, 5, progress=False)
+    fast_values, fast_edited = evaluate(*_evaluation_parts(setup, fast=True), 5, 0, 2, progress=False)
+    assert set(fast_values) == set(ref_values) == {"identity", "expression/train", "pose/train"}
+    for key, value in ref_values.items():
+        np.testing.assert_allclose(fast_values[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
+    assert (fast_edited.int() - ref_edited.int()).abs().max() <= 1
+    assert ref_values["identity"].min() < 0.99  # the random M_ref edits: the comparison is not of identity faces
+
+    ids, attrs = draw_pairs(5, 0, editor.identity_split, len(attributes.indices))
+    with torch.no_grad():  # pair 0 from scratch: Generator.synthesize, the encoders' own calls
+        attr_img = from_uint8_hwc(torch.from_numpy(attributes.read(attrs[:1])))
+        dS = editor.mapper(encoders.attribute.encoder.embed(attr_img))
+        S_id, S_rgb = editor.G.styles_from_w(editor.w[ids[:1]])
+        edited = editor.G.synthesize(S_id + dS, S_rgb, noise_mode=editor.noise_mode).clamp(-1, 1)
+        similarity = identity_similarity(editor.identity_embedding[ids[:1]], encoders.identity.encoder.embed(edited))
+        lnd_a, pose_a = encoders.landmarks["train"].encoder.landmarks_and_pose(attr_img)
+        lnd_e, pose_e = encoders.landmarks["train"].encoder.landmarks_and_pose(edited)
+    assert ref_values["identity"][0] == pytest.approx(similarity[0], abs=1e-4)
+    assert ref_values["expression/train"][0] == pytest.approx(expression_distance(lnd_a, lnd_e, 256)[0], abs=1e-5)
+    assert ref_values["pose/train"][0] == pytest.approx(pose_error(pose_a, pose_e)[0], rel=1e-3, abs=1e-3)
+
+
+def test_the_reduced_precision_mode_stays_close_and_says_how_it_ran(setup):
+    """float16 synthesis and bfloat16 encoders (the GPU's arithmetic, here on the CPU) move the
+    metrics only slightly, and the Editor and Encoders record it."""
+    ref_values, _ = evaluate(*_evaluation_parts(setup, fast=False), 4, 0, 4, progress=False)
+    editor, encoders, attributes = _evaluation_parts(setup, True, "float16", "bfloat16")
+    values, _ = evaluate(editor, encoders, attributes, 4, 0, 4, progress=False)
+    np.testing.assert_allclose(values["identity"], ref_values["identity"], atol=0.05)
+    assert editor.arithmetic["precision"] == "float16" and "float16 convs" in editor.arithmetic["synthesis_arithmetic"]
+    assert {d["precision"] for d in encoders.describe().values()} == {"bfloat16"}
+
+
+def test_an_encoder_output_that_overflows_is_recomputed_in_float32(setup, monkeypatch):
+    _, encoders, attributes = _evaluation_parts(setup, True, "float32", "float16")
+    img = from_uint8_hwc(torch.from_numpy(attributes.read(np.arange(2))))
+    reference = encoders.attribute.reference(img)["embedding"]
+    monkeypatch.setattr(encoders.attribute, "_run", lambda x: {"embedding": torch.full_like(reference, torch.inf)})
+    assert torch.equal(encoders.attribute_features(img), reference) and encoders.fallbacks == 1

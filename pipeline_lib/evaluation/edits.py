@@ -14,6 +14,7 @@ dataset's attribute split, and every output says so (`attribute_source`).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -44,33 +45,54 @@ def evaluate(
     batch_size: int,
     mask=None,
     progress: bool = True,
-) -> tuple[dict, np.ndarray]:
-    """Per-pair metrics of `num_pairs` edits and the edited faces (uint8 NHWC, for FID)."""
+) -> tuple[dict, torch.Tensor]:
+    """Per-pair metrics of `num_pairs` edits and the edited faces (uint8 NHWC, host, for FID).
+
+    Nothing in the loop waits on the host (issue 16): a thread reads the next batch of attribute
+    faces from HDF5 while the device works on this one, each landmark detector sees a batch's
+    attribute and edited faces as one batch of twice the size (what it returns for a face does
+    not depend on its neighbours), the encoders' outputs stay on the device until the last batch,
+    and the edited faces come back by asynchronous copies into pinned memory. Only the overflow
+    check of a reduced-precision encoder synchronises (`Encoders`)."""
     ids, attrs = draw_pairs(num_pairs, seed, editor.identity_split, len(attribute_faces.indices))
-    per_pair: dict[str, list] = {"identity": []}
-    for det in encoders.landmarks:
-        per_pair[f"expression/{det}"] = []
-        per_pair[f"pose/{det}"] = []
-    edited_all = []
-    resolution = ENCODER_RESOLUTION  # landmarks are in the encoders' frame
-    for a in tqdm(range(0, num_pairs, batch_size), desc="edits", unit="batch", disable=not progress):
-        b = min(a + batch_size, num_pairs)
-        attr_img = encoder_view(from_uint8_hwc(torch.from_numpy(attribute_faces.read(attrs[a:b])).to(editor.device)))
-        with torch.no_grad():
-            edited, _ = editor.edit(ids[a:b], encoders.attribute.embed(attr_img), mask)
+    cuda = editor.device.type == "cuda"
+    size = (num_pairs, editor.G.img_resolution, editor.G.img_resolution, editor.G.img_channels)
+    edited_all = torch.empty(size, dtype=torch.uint8, pin_memory=cuda)
+    outputs: dict[str, list] = {"identity": []}
+    for role in encoders.landmarks:
+        for name in ("landmarks_attr", "landmarks_edit", "pose_attr", "pose_edit"):
+            outputs[f"{name}/{role}"] = []
+
+    def read(positions) -> torch.Tensor:  # pinned: the copy to the device does not block the host
+        faces = torch.from_numpy(attribute_faces.read(positions))
+        return faces.pin_memory() if cuda else faces
+
+    with ThreadPoolExecutor(1) as reader, torch.no_grad():
+        pending = reader.submit(read, attrs[:batch_size])
+        for a in tqdm(range(0, num_pairs, batch_size), desc="edits", unit="batch", disable=not progress):
+            b = min(a + batch_size, num_pairs)
+            attr_u8 = pending.result()
+            if b < num_pairs:
+                pending = reader.submit(read, attrs[b : b + batch_size])
+            attr_img = encoder_view(from_uint8_hwc(attr_u8.to(editor.device, non_blocking=cuda)))
+            edited, _ = editor.edit(ids[a:b], encoders.attribute_features(attr_img), mask)
             edited_view = encoder_view(edited)  # the encoders' 256 frame, as the annotations
-            e_edit = encoders.identity.embed(edited_view)
-            per_pair["identity"].append(
-                identity_similarity(editor.identity_embedding[torch.as_tensor(ids[a:b])].cpu(), e_edit.cpu())
-            )
-            for det, enc in encoders.landmarks.items():
-                lnd_a, pose_a = enc.landmarks_and_pose(attr_img)
-                lnd_e, pose_e = enc.landmarks_and_pose(edited_view)
-                per_pair[f"expression/{det}"].append(expression_distance(lnd_a.cpu(), lnd_e.cpu(), resolution))
-                per_pair[f"pose/{det}"].append(pose_error(pose_a.cpu(), pose_e.cpu()))
-        edited_all.append(to_uint8_hwc(edited).cpu().numpy())
-    values = {k: np.concatenate(v) for k, v in per_pair.items()}
-    return values, np.concatenate(edited_all)
+            outputs["identity"].append(encoders.identity_embedding(edited_view))
+            both = torch.cat([attr_img, edited_view])
+            for role in encoders.landmarks:
+                lnd, pose = encoders.landmarks_and_pose(role, both)
+                for name, value in (("landmarks", lnd), ("pose", pose)):
+                    outputs[f"{name}_attr/{role}"].append(value[: b - a])
+                    outputs[f"{name}_edit/{role}"].append(value[b - a :])
+            edited_all[a:b].copy_(to_uint8_hwc(edited), non_blocking=cuda)
+    out = {k: torch.cat(v).cpu() for k, v in outputs.items()}  # waits for the device, and the copies
+    resolution = ENCODER_RESOLUTION  # landmarks are in the encoders' frame
+    values = {"identity": identity_similarity(editor.identity_embedding[torch.as_tensor(ids)].cpu(), out["identity"])}
+    for role in encoders.landmarks:
+        lnd_a, lnd_e = out[f"landmarks_attr/{role}"], out[f"landmarks_edit/{role}"]
+        values[f"expression/{role}"] = expression_distance(lnd_a, lnd_e, resolution)
+        values[f"pose/{role}"] = pose_error(out[f"pose_attr/{role}"], out[f"pose_edit/{role}"])
+    return values, edited_all
 
 
 def metrics_record(values: dict, detectors: dict) -> dict:
@@ -92,7 +114,7 @@ def edit_grid_images(
     ids = editor.identity_split[:rows]
     attr_pos = np.arange(min(cols, len(attribute_faces.indices)))
     attr_u8 = attribute_faces.read(attr_pos)
-    features = encoders.attribute.embed(encoder_view(from_uint8_hwc(torch.from_numpy(attr_u8).to(editor.device))))
+    features = encoders.attribute_features(encoder_view(from_uint8_hwc(torch.from_numpy(attr_u8).to(editor.device))))
     res, ch = editor.G.img_resolution, editor.G.img_channels  # edits are at the generator's size
     edited = np.zeros((rows, len(attr_pos), res, res, ch), dtype=np.uint8)
     for r, i in enumerate(ids):
@@ -119,6 +141,6 @@ def style_offsets(
     for a in range(0, len(attrs), batch_size):
         pos = attrs[a : a + batch_size]
         img = encoder_view(from_uint8_hwc(torch.from_numpy(attribute_faces.read(pos)).to(editor.device)))
-        _, dS = editor.edit(np.full(len(pos), identity), encoders.attribute.embed(img))
+        dS = editor.offsets(np.full(len(pos), identity), encoders.attribute_features(img))[2]  # no synthesis
         out.append(dS.float().cpu().numpy())
     return np.concatenate(out)

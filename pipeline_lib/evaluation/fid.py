@@ -14,6 +14,7 @@ features.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from pipeline_lib.atomic import atomic_path
+from pipeline_lib.dataset.annotation import BatchReader
 from pipeline_lib.evaluation.metrics import (
     FID_FEATURE_DIM,
     FID_FEATURE_EXTRACTOR,
@@ -29,7 +31,6 @@ from pipeline_lib.evaluation.metrics import (
     KID_SUBSET_SIZE,
     KID_SUBSETS,
     _check_images,
-    _UInt8ImagesCHW,
 )
 from pipeline_lib.files import open_h5
 from pipeline_lib.provenance import file_fingerprint
@@ -40,26 +41,56 @@ FORMAT = "genfields-inception-features/1"
 
 
 def inception_features(images, weights_path, device="cpu", batch_size: int = 64) -> np.ndarray:
-    """[N, 2048] float64 pool features of uint8 [N, H, W, 3] images (array or h5py dataset)."""
+    """[N, 2048] float64 pool features of uint8 [N, H, W, 3] images: a torch tensor (host or
+    device), a numpy array or an h5py dataset.
+
+    torch-fidelity's extractor in float32, fed exactly what its own loader feeds it (contiguous
+    uint8 NCHW batches of `batch_size`, in order), so the features are torch-fidelity's
+    (tests/test_fid_cache.py). Only the feeding is ours: its loader reads one image per item in
+    the main thread; here an h5py dataset is read in whole batches by a thread into pinned
+    buffers (annotation's `BatchReader`) and a tensor is sliced, so that large batches keep the
+    device busy."""
     from torch_fidelity import utils
 
     weights = Path(weights_path)
     if not weights.is_file():
         raise FileNotFoundError(f"FID Inception weights not found: {weights} (registry entry 'fid_inception')")
-    images = _check_images(images, "images")
+    if isinstance(images, torch.Tensor):
+        _check_images(images[:2].cpu(), "images")  # shape and dtype, without copying them all
+        if len(images) < 2:
+            raise ValueError(f"compute_fid: images has {len(images)} image(s); a covariance needs at least 2")
+    else:
+        images = _check_images(images, "images")
     device = torch.device(device)
     cuda = device.type == "cuda"
-    extractor = utils.create_feature_extractor(
-        FID_FEATURE_EXTRACTOR, [str(FID_FEATURE_DIM)], cuda=cuda, feature_extractor_weights_path=str(weights),
-        verbose=False,
-    )  # fmt: skip
-    dataset = _UInt8ImagesCHW(images, batch_size)
-    if cuda:
-        with torch.cuda.device(device):
-            features = utils.get_featuresdict_from_dataset(dataset, extractor, batch_size, cuda, True, False)
-    else:
-        features = utils.get_featuresdict_from_dataset(dataset, extractor, batch_size, cuda, True, False)
-    return features[str(FID_FEATURE_DIM)].double().cpu().numpy()
+    with torch.cuda.device(device) if cuda else contextlib.nullcontext():
+        extractor = utils.create_feature_extractor(
+            FID_FEATURE_EXTRACTOR, [str(FID_FEATURE_DIM)], cuda=cuda, feature_extractor_weights_path=str(weights),
+            verbose=False,
+        )  # fmt: skip
+        features = []
+        with torch.no_grad():
+            for batch in _nchw_batches(images, batch_size, device):
+                out = extractor.convert_features_tuple_to_dict(extractor(batch))
+                features.append(out[str(FID_FEATURE_DIM)])
+    return torch.cat(features).double().cpu().numpy()
+
+
+def _nchw_batches(images, batch_size: int, device: torch.device):
+    """Contiguous uint8 [B, 3, H, W] batches on `device`, in order."""
+    if isinstance(images, h5py.Dataset):
+        reader = BatchReader(images, batch_size, pad=False, pin=device.type == "cuda")
+        try:
+            for _, count, buf in reader:
+                batch = buf[:count].to(device, copy=True)  # a synchronous copy: the buffer can go back at once
+                reader.release(buf)
+                yield batch.permute(0, 3, 1, 2).contiguous()
+        finally:
+            reader.close()
+        return
+    images = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
+    for a in range(0, len(images), batch_size):
+        yield images[a : a + batch_size].to(device).permute(0, 3, 1, 2).contiguous()
 
 
 def fid_kid(

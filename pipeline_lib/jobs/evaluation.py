@@ -10,6 +10,7 @@ from pipeline_lib.atomic import write_json_atomic
 from pipeline_lib.devices import resolve_device
 from pipeline_lib.editing import AttributeFaces, Editor, Encoders, field_range, layers_mask
 from pipeline_lib.encoders import build_encoder
+from pipeline_lib.encoders.inference import EncoderRunner
 from pipeline_lib.evaluation import sparsity
 from pipeline_lib.evaluation.edits import edit_grid_images, evaluate, metrics_record, style_offsets
 from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real_features, write_real_features
@@ -22,17 +23,32 @@ from pipeline_lib.settings import EncoderSettings, EvaluationSettings, SparsityS
 log = logging.getLogger(__name__)
 
 
-def _build(model, faces, annotations, generator, files: dict, encoders: dict, device: str):
-    """The generator, an Editor of the trained model, and every encoder, on `device`."""
+def build_parts(model, faces, annotations, generator, files: dict, encoders: dict, ev, encoder_precision: dict, device):
+    """The generator, an Editor of the trained model, and every encoder, on `device`.
+
+    On a GPU the edited faces are synthesised in `evaluation.precision` and the encoders run as the
+    annotation stage runs them (channels-last, each in its `annotation.precision`), compiled with
+    `evaluation.compile`; a CPU runs the float32 reference, eager (config.yaml `evaluation`)."""
     enc = EncoderSettings.parse(encoders)
     torch_device = resolve_device(device)
+    fast = torch_device.type == "cuda"
     G = load_generator(generator, device=torch_device)
     mapper, meta = load_mapper(model, torch_device)
-    editor = Editor(G, mapper, meta["settings"]["input_features"], faces, annotations, torch_device)
+    editor = Editor(
+        G, mapper, meta["settings"]["input_features"], faces, annotations, torch_device,
+        precision=ev.synthesis_on(torch_device.type), channels_last=fast, compile=fast and ev.compile,
+    )  # fmt: skip
+
+    def runner(kind: str) -> EncoderRunner:
+        if kind not in encoder_precision:
+            raise KeyError(f"config annotation.precision has no entry for encoder {kind!r}")
+        precision = encoder_precision[kind] if fast else "float32"
+        return EncoderRunner(build_encoder(kind, files, torch_device), precision, fast, fast and ev.compile)
+
     built = Encoders(
-        identity=build_encoder(enc.identity, files, torch_device),
-        attribute=build_encoder(enc.attribute, files, torch_device),
-        landmarks={role: build_encoder(kind, files, torch_device) for role, kind in enc.detectors.items()},
+        identity=runner(enc.identity),
+        attribute=runner(enc.attribute),
+        landmarks={role: runner(kind) for role, kind in enc.detectors.items()},
     )
     return G, editor, built, enc.detectors, torch_device
 
@@ -53,6 +69,7 @@ def evaluate_edits(
     files: dict,
     encoders: dict,
     evaluation: dict,
+    encoder_precision: dict,
     out_metrics,
     out_grid,
     device: str,
@@ -62,9 +79,13 @@ def evaluate_edits(
     where: str = "ablation.configs",
 ) -> dict:
     """metrics.json (+ FID) and an edit grid, for a variant or (with `layers`) an ablation;
-    `where` is the layers' config key, for the message if the generator lacks one of them."""
+    `encoder_precision` is config.yaml's `annotation.precision` (see `build_parts`); `where` is the
+    layers' config key, for the message if the generator lacks one of them."""
     ev = EvaluationSettings.parse(evaluation)
-    G, editor, built, detectors, torch_device = _build(model, faces, annotations, generator, files, encoders, device)
+    ev.validate()
+    G, editor, built, detectors, torch_device = build_parts(
+        model, faces, annotations, generator, files, encoders, ev, encoder_precision, device
+    )
     attributes = AttributeFaces(attribute_faces)
     mask = layers_mask(G, layers, torch_device, where)
     n = int(num_pairs or ev.num_pairs)
@@ -83,6 +104,13 @@ def evaluate_edits(
             "model": str(model),
             "layers": layers,
             "generative_field_range": field_range(G, layers) if layers else None,
+            "arithmetic": {  # how the numbers were computed (issue 16), as the dataset's synthesis_arithmetic
+                "edited_faces": editor.arithmetic,
+                "encoders": built.describe(),
+                "encoder_float32_fallbacks": built.fallbacks,
+                "fid_inception": "float32: torch-fidelity's extractor in torch's default settings, as torch-fidelity runs it",
+                "batch_size": ev.batch_size,
+            },
         }
     )
     rows, cols = ev.grid
@@ -91,7 +119,8 @@ def evaluate_edits(
     write_json_atomic(out_metrics, record)
     inputs = {"model": model, "faces": faces, "annotations": annotations, "attribute_faces": attribute_faces}
     inputs["real_features"] = real_features
-    params = {"evaluation": evaluation, "encoders": encoders, "layers": layers, "num_pairs": n}
+    params = {"evaluation": evaluation, "encoders": encoders, "encoder_precision": encoder_precision}
+    params.update({"layers": layers, "num_pairs": n})
     write_job_provenance(out_metrics, params, {**inputs, "generator": generator, **files})
     log.info(
         "identity %.3f, expression (%s) %.4f, pose (%s) %.3f, FID %.2f over %d pairs",
@@ -116,12 +145,15 @@ def sparsity_analyses(
     encoders: dict,
     sparsity_cfg: dict,
     evaluation: dict,
+    encoder_precision: dict,
     outputs: dict,
     device: str,
 ) -> None:
     """Figs. 7 and 8: the histogram of normalised |dS| and the reuse of the top channels."""
     sp, ev = SparsitySettings.parse(sparsity_cfg), EvaluationSettings.parse(evaluation)
-    G, editor, built, _, _ = _build(model, faces, annotations, generator, files, encoders, device)
+    G, editor, built, _, _ = build_parts(
+        model, faces, annotations, generator, files, encoders, ev, encoder_precision, device
+    )
     attributes = AttributeFaces(attribute_faces)
     dS = style_offsets(editor, built, attributes, sp.histogram_tests, ev.seed, ev.batch_size)
     hist = sparsity.dS_histogram(dS, bins=sp.bins, threshold=sp.threshold)
@@ -133,4 +165,5 @@ def sparsity_analyses(
     sparsity.plot_reuse(reuse, G.layers, outputs["reuse_png"])
     inputs = {"model": model, "faces": faces, "annotations": annotations, "attribute_faces": attribute_faces}
     params = {"sparsity": sparsity_cfg, "evaluation": evaluation, "encoders": encoders}
+    params["encoder_precision"] = encoder_precision
     write_job_provenance(outputs["histogram_csv"], params, {**inputs, "generator": generator, **files})

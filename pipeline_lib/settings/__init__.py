@@ -95,7 +95,7 @@ def check_all(config: dict) -> None:
     DatasetSettings.parse(config["dataset"]).validate()
     EncoderSettings.parse(config["encoders"])
     AnnotationSettings.parse(config["annotation"]).validate()
-    EvaluationSettings.parse(config["evaluation"])
+    EvaluationSettings.parse(config["evaluation"]).validate()
     SparsitySettings.parse(config["sparsity"])
     if config["generator"].get("random_init") is not None:
         parse_random_init(config["generator"])  # StyleGAN3 block: either family's shape

@@ -196,8 +196,23 @@ class EvaluationSettings(Section):
     SECTION = "evaluation"
     num_pairs: int  # (identity, attribute) pairs per trained variant (Tables 1-2: 1,000)
     seed: int  # seed of the pairs
-    batch_size: int  # edits per batch
+    batch_size: int  # edits per batch (also Inception's batch for FID)
     grid: tuple  # rows (identity faces) x columns (attribute faces) of the edit grid
+    precision: str  # synthesis mode of the edited faces on GPUs (dataset.dtype's modes); CPUs run float32
+    compile: bool  # torch.compile the synthesis and the encoders (GPU)
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"evaluation.batch_size must be at least 1, got {self.batch_size}")
+        if self.precision not in SYNTHESIS_PRECISIONS:
+            raise ValueError(
+                f"evaluation.precision must be one of {', '.join(SYNTHESIS_PRECISIONS)}, got {self.precision!r}"
+            )
+
+    def synthesis_on(self, device_type: str) -> str:
+        """The synthesis mode on this device: the configured one on GPUs, float32 on CPUs (the
+        reference, and the fast choice there: half-precision convolutions are slow on CPUs)."""
+        return self.precision if device_type == "cuda" else "float32"
 
 
 @dataclass(frozen=True)

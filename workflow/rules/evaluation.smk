@@ -46,6 +46,7 @@ rule evaluate_variant:
         gpu=1,
     params:
         evaluation=config["evaluation"],
+        encoder_precision=config["annotation"]["precision"],
         encoders=config["encoders"],
         device=config["device"],
         names=evaluation_weight_names(),
@@ -81,6 +82,7 @@ rule ablation:
         gpu=1,
     params:
         evaluation=config["evaluation"],
+        encoder_precision=config["annotation"]["precision"],
         encoders=config["encoders"],
         device=config["device"],
         names=evaluation_weight_names(),
@@ -119,6 +121,7 @@ rule sparsity:
     params:
         sparsity=config["sparsity"],
         evaluation=config["evaluation"],
+        encoder_precision=config["annotation"]["precision"],
         encoders=config["encoders"],
         device=config["device"],
         names=evaluation_weight_names(),

@@ -14,6 +14,7 @@ evaluation.evaluate_edits(
     {name: snakemake.input[name] for name in snakemake.params.names},
     snakemake.params.encoders,
     snakemake.params.evaluation,
+    snakemake.params.encoder_precision,
     snakemake.output.metrics,
     snakemake.output.grid,
     device=snakemake.params.device,

@@ -14,6 +14,7 @@ evaluation.sparsity_analyses(
     snakemake.params.encoders,
     snakemake.params.sparsity,
     snakemake.params.evaluation,
+    snakemake.params.encoder_precision,
     dict(snakemake.output.items()),
     device=snakemake.params.device,
 )
