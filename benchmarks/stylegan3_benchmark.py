@@ -43,7 +43,7 @@ CONFIGS = {  # name: (structure file, overrides, batch, reference batch, fast va
     "r256": ("stylegan3-t-ffhqu-256x256", {"r": True}, 64, 64, "fast fp16-mixed compile,fast fp16-mixed eager"),
     "t1024": ("stylegan3-t-ffhq-1024x1024", {}, 32, 4, "fast fp16-mixed compile"),
 }
-FAST = {  # name: (dtype, mixed, compile)
+FAST = {  # name: (dtype, mixed, compile); the filtered lrelu is fir="auto" (Triton without gradients on CUDA)
     "fast fp16-mixed compile": (torch.float16, True, True),
     "fast fp16-mixed eager": (torch.float16, True, False),
     "fast bf16-mixed compile": (torch.bfloat16, True, True),
@@ -52,6 +52,7 @@ FAST = {  # name: (dtype, mixed, compile)
     "fast fp32 compile": (torch.float32, True, True),
     "fast fp16-mixed compile tf32": (torch.float16, True, True),  # float32 layers' convs in TF32 (NVIDIA as shipped)
     "fast fp16 compile": (torch.float16, False, True),  # every layer in fp16
+    "fast fp16-mixed compile stencil": (torch.float16, True, True),  # the stencil passes (fir="stencil")
 }
 TARGETS = {"t256": Target(">=", 1500, "img/s"), "r256": Target(">=", 600, "img/s")}  # issue 16
 SMOKE = {"img_resolution": 64, "channel_base": 384, "channel_max": 24, "z_dim": 64, "w_dim": 64}  # --smoke
@@ -245,7 +246,8 @@ def run_config(name, args, ctx, results, t_start):
         if comp and time.time() - t_start > args.time_budget:
             emit(rows, {"path": vname, "error": "skipped (time budget)"})
             continue
-        fast = StyleGAN3FastSynthesis(G, dtype=dtype, mixed=mixed, channels_last=device.type == "cuda").to(device)
+        fir = "stencil" if vname.endswith(" stencil") else "auto"
+        fast = StyleGAN3FastSynthesis(G, dtype, mixed, channels_last=device.type == "cuda", fir=fir).to(device)
         ctx["fir_bytes"][vname] = fir_bytes_per_image(fast)
         fn = torch.compile(fast, dynamic=False) if comp else fast
         call = functools.partial(fn, S, S_rest)
@@ -341,7 +343,7 @@ def main():
     args = ap.parse_args()
     if args.smoke and not args.variants:
         args.variants = "fast fp16-mixed eager,fast fp32 eager"
-    if args.nvidia and (not str(args.nvidia) or not args.nvidia.exists()):
+    if args.nvidia and (str(args.nvidia) in ("", ".") or not args.nvidia.exists()):
         args.nvidia = None
     t_start = time.time()
     device = torch.device(args.device)

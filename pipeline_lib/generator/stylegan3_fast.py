@@ -156,11 +156,17 @@ class _Layer:
 FIR_IMPLEMENTATIONS = ("stencil", "triton", "auto")
 
 
+_TRITON = {}  # "op": the custom op of stylegan3_triton.py, once imported (never while torch.compile traces)
+
+
 def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
+    """Whether Triton imports; imports the filtered-lrelu custom op once if so."""
+    if "op" not in _TRITON:
+        try:
+            from pipeline_lib.generator.stylegan3_triton import filtered_lrelu_op
+        except ImportError:
+            return False
+        _TRITON["op"] = filtered_lrelu_op
     return True
 
 
@@ -178,7 +184,10 @@ class StyleGAN3FastSynthesis(nn.Module):
             raise ValueError(f"fir must be one of {FIR_IMPLEMENTATIONS}, got {fir!r}")
         if fir == "triton" and not channels_last:
             raise ValueError("fir='triton' runs on channels-last activations: pass channels_last=True")
+        if fir == "triton" and not triton_available():
+            raise ImportError("fir='triton' needs the triton package (pip install triton), or use fir='stencil'")
         self.fir = fir
+        self.triton = fir != "stencil" and triton_available()
         self.dtype, self.mixed = dtype, mixed
         self.channels_last = channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -242,19 +251,17 @@ class StyleGAN3FastSynthesis(nn.Module):
 
     def _use_triton(self, x: torch.Tensor) -> bool:
         """The Triton kernels have no backward: the stencils whenever a gradient is recorded."""
-        if self.fir == "stencil" or (torch.is_grad_enabled() and x.requires_grad):
+        if not self.triton or (torch.is_grad_enabled() and x.requires_grad):
             return False
         if self.fir == "triton":
             return True
-        return x.is_cuda and self.channels_last and triton_available()
+        return x.is_cuda and self.channels_last
 
     def _triton_filtered_lrelu(self, i: int, plan: _Layer, y: torch.Tensor, dcoef: torch.Tensor) -> torch.Tensor:
-        from pipeline_lib.generator.stylegan3_triton import filtered_lrelu_op
-
         y = y.contiguous(memory_format=torch.channels_last)
         clamp = -1.0 if plan.clamp is None else float(plan.clamp)
         args = (getattr(self, f"up_taps{i}"), getattr(self, f"down_taps{i}"), plan.pad_l, plan.t, plan.down)
-        return filtered_lrelu_op(y, dcoef.contiguous(), getattr(self, f"b{i}"), *args, plan.n_out, clamp)
+        return _TRITON["op"](y, dcoef.contiguous(), getattr(self, f"b{i}"), *args, plan.n_out, clamp)
 
     def _filtered_lrelu(self, i: int, plan: _Layer, x: torch.Tensor) -> torch.Tensor:
         """[N, C, n, n] float32 (bias added) -> [N, C, n_out, n_out] in the layer's dtype."""
