@@ -67,13 +67,13 @@ class Stage:
     inputs: dict = field(default_factory=dict)  # option -> (all_stages option naming a folder, required)
 
 
-SG3_VARIANTS = "fast fp32 eager,fast fp16-mixed eager,fast fp16-mixed compile"  # stylegan3_benchmark.py
+SG3_VARIANTS = "fast fp32 eager,fast fp16-mixed compile,fast fp16-mixed compile tf32"  # stylegan3_benchmark.py
 SG2_VARIANTS = "bf16 + compile (earlier default),float16 + compile (new default)"  # synthesis_precision.py
 STAGES = (
     # t256 and r256 (the two speed targets), t1024 (the memory target): fp32 eager (a check of the
-    # Triton filtered lrelu against the reference), fp16-mixed eager and compiled
+    # Triton filtered lrelu against the reference), fp16-mixed compiled, and with TF32 float32 convs
     Stage("stylegan3", "stylegan3_benchmark.py", ("--configs", "t256,r256,t1024", "--variants", SG3_VARIANTS),
-          ("--smoke", "--device", "cpu", "--configs", "t256"), 420, 60,
+          ("--smoke", "--device", "cpu", "--configs", "t256"), 250, 40,
           {"--fixtures": ("sg3_fixtures", True)}),
     Stage("synthesis", "synthesis_benchmark.py", ("--compare", "--variants", SG2_VARIANTS),
           ("--compare", "--smoke", "--device", "cpu", "--chunk", "4", "--iters", "1", "--variants", SG2_VARIANTS),

@@ -1,26 +1,25 @@
-"""StyleGAN3's filtered leaky ReLU as three Triton kernels per layer (GPU inference, issue 14).
+"""StyleGAN3's filtered leaky ReLU as Triton kernels (GPU inference, issue 14).
 
-What the stencil passes of `stylegan3_fast.py` compute, with fewer passes over memory and kernels
-whose every load is a contiguous run of channels (NHWC, channels innermost):
+What the stencil passes of `stylegan3_fast.py` compute, in kernels whose every load is a
+contiguous run of channels (NHWC, channels innermost) and whose programs take 2-D tiles
+(positions x channels), so that a tap's load serves a whole tile:
 
-    A  up H:          z1[a, w]  = sum_j gH[a % up, j] * (x[a // up + j - pad, w] * dcoef + bias)
-                      (the modulated conv's demodulation and bias applied on the load; the
-                      padding rows are zeros, as F.pad after the bias)
-    B  up W + act + down W, fused:
-                      y1[a, v]  = sum_i kd[i] * act( sum_j gW[(down v + i) % up, j] * z1[a, (down v + i) // up + j - pad] )
-                      so the up-sampled 2x map, the largest tensor of the layer, is never stored
-                      (it is recomputed: each of its samples feeds ~len(kd) / down outputs, a few
-                      dozen FLOPs on numbers already in L1)
-    C  down H:        y[v, u]   = sum_i kd[i] * y1[down v + i, u]
+    A   up H:          z1[a, w] = sum_j gH[a % up, j] * (x[a // up + j - pad, w] * dcoef + bias)
+                       (the modulated conv's demodulation and bias applied on the load; the
+                       padding rows are zeros, as F.pad after the bias)
+    B1  up W:          z2[a, b] = sum_j gW[b % up, j] * z1[a, b // up + j - pad]
+    B2  act, down W:   y1[a, v] = sum_i kd[i] * act(z2[a, down v + i])
+    C   down H:        y[v, u]  = sum_i kd[i] * y1[down v + i, u]
 
 act = leaky ReLU (0.2) x sqrt 2, then the clamp, as NVIDIA's `filtered_lrelu`. Config R's radial
-filter of its non-critical layers is not separable: there B is replaced by up W (kernel A's code
-along W, no affine) and a 2-D down kernel reads act(z2) at its 144 taps.
+filter of its non-critical layers is not separable: there B2 and C are one 2-D kernel that reads
+act(z2) at its 144 taps. A first version fused B1 and B2 (the 2x map never stored, recomputed per
+down tap): 72 loads per output made it 4x slower than storing the map (benchmarks/NOTES.md).
 
 Every tap is accumulated in float32; intermediates are stored in the layer's dtype, as the
 stencils store theirs (so float32 layers equal the stencil path to rounding, tested with
-Triton's interpreter on the CPU in tests/test_stylegan3_triton.py). The filter taps are
-float32 tensors read as scalars (one cached load per tap per program).
+Triton's interpreter on the CPU in tests/test_stylegan3_triton.py). The filter taps are float32
+tensors (cached loads).
 
 The kernels have no backward: `StyleGAN3FastSynthesis` uses them only when no gradient is
 needed (the dataset, evaluation and editing), and the stencils otherwise (training). They are a
@@ -30,13 +29,9 @@ what surrounds it (the style scaling, the casts).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
-
-SQRT2 = math.sqrt(2)
 
 
 @triton.jit
@@ -76,37 +71,50 @@ def _act(z, clamp, HAS_CLAMP: tl.constexpr):
 
 
 @triton.jit
-def _up_act_down_kernel(
-    z_ptr, out_ptr, up_taps_ptr, down_taps_ptr, L_in, V, C, pad, clamp,
-    UP: tl.constexpr, DOWN: tl.constexpr, J: tl.constexpr, LD: tl.constexpr, R: tl.constexpr,
-    HAS_CLAMP: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_C: tl.constexpr,
+def _up_w_kernel(
+    z_ptr, out_ptr, taps_ptr, L_in, L_out, C, pad,
+    UP: tl.constexpr, J: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    """[B, L_in, C] -> [B, V, C]: up along L, act, down along L (kernel B). A program takes the
-    outputs v = r + R k of one residue r, for which (down v + i) % up is the same phase for
-    every k: R = up / gcd(up, down), so the phase and the tap offsets are scalars."""
+    """[B, L_in, C] -> [B, L_out, C], polyphase up-sampling along L (kernel B1, along W): a
+    program takes BLOCK_L output positions x BLOCK_C channels, each position with its phase's
+    taps (a gather from the tiny tap table, cached)."""
     row = tl.program_id(0)
-    r = tl.program_id(1) % R
-    k = (tl.program_id(1) // R) * BLOCK_V + tl.arange(0, BLOCK_V)
-    v = r + R * k
-    vmask = v < V
+    a = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    amask = a < L_out
     c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
-    step = DOWN * R // UP  # input samples per k
+    p = a % UP
+    t0 = a // UP - pad
+    base = z_ptr + row.to(tl.int64) * L_in * C
+    acc = tl.zeros([BLOCK_L, BLOCK_C], dtype=tl.float32)
+    for j in tl.static_range(J):
+        src = t0 + j
+        ok = amask & (src >= 0) & (src < L_in)
+        val = tl.load(base + (src * C)[:, None] + c[None, :], mask=ok[:, None] & cmask[None, :], other=0.0)
+        tap = tl.load(taps_ptr + p * J + j, mask=amask, other=0.0)
+        acc += tap[:, None] * val.to(tl.float32)
+    ptr = out_ptr + row.to(tl.int64) * L_out * C + (a * C)[:, None] + c[None, :]
+    tl.store(ptr, acc.to(out_ptr.dtype.element_ty), mask=amask[:, None] & cmask[None, :])
+
+
+@triton.jit
+def _act_down_w_kernel(
+    z_ptr, out_ptr, taps_ptr, L_in, V, C, clamp,
+    DOWN: tl.constexpr, LD: tl.constexpr, HAS_CLAMP: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """[B, L_in, C] up-sampled (before act) -> [B, V, C]: y[v] = sum_i kd[i] act(z[down v + i])
+    (kernel B2, along W)."""
+    row = tl.program_id(0)
+    v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask = (v < V)[:, None] & (c < C)[None, :]
+    base = z_ptr + row.to(tl.int64) * L_in * C + (DOWN * v * C)[:, None] + c[None, :]
     acc = tl.zeros([BLOCK_V, BLOCK_C], dtype=tl.float32)
     for i in tl.static_range(LD):
-        pos = DOWN * r + i
-        p = pos % UP
-        t0 = pos // UP - pad
-        z2 = tl.zeros([BLOCK_V, BLOCK_C], dtype=tl.float32)
-        for j in tl.static_range(J):
-            src = t0 + j + step * k
-            ok = vmask & (src >= 0) & (src < L_in)
-            ptr = z_ptr + ((row * L_in + src).to(tl.int64) * C)[:, None] + c[None, :]
-            val = tl.load(ptr, mask=ok[:, None] & cmask[None, :], other=0.0).to(tl.float32)
-            z2 += tl.load(up_taps_ptr + p * J + j) * val
-        acc += tl.load(down_taps_ptr + i) * _act(z2, clamp, HAS_CLAMP)
-    ptr = out_ptr + ((row * V + v).to(tl.int64) * C)[:, None] + c[None, :]
-    tl.store(ptr, acc.to(out_ptr.dtype.element_ty), mask=vmask[:, None] & cmask[None, :])
+        z = tl.load(base + i * C, mask=mask, other=0.0).to(tl.float32)
+        acc += tl.load(taps_ptr + i) * _act(z, clamp, HAS_CLAMP)
+    ptr = out_ptr + row.to(tl.int64) * V * C + (v * C)[:, None] + c[None, :]
+    tl.store(ptr, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -169,6 +177,17 @@ def _up(x: torch.Tensor, taps, L_out: int, pad: int, dcoef=None, bias=None) -> t
     return out
 
 
+def _up_w(z1: torch.Tensor, taps, rows: int, L_in: int, L_out: int, C: int, pad: int) -> torch.Tensor:
+    """z1 [rows, L_in, C] (any view of that memory) -> [rows, L_out, C] (kernel B1)."""
+    out = torch.empty((rows, L_out, C), device=z1.device, dtype=z1.dtype)
+    BLOCK_L, BLOCK_C = _block(L_out, 32), _block(C, 64)
+    grid = (rows, triton.cdiv(L_out, BLOCK_L), triton.cdiv(C, BLOCK_C))
+    _up_w_kernel[grid](
+        z1, out, taps, L_in, L_out, C, pad, UP=taps.shape[0], J=taps.shape[1], BLOCK_L=BLOCK_L, BLOCK_C=BLOCK_C
+    )
+    return out
+
+
 def filtered_lrelu(
     x: torch.Tensor,
     dcoef: torch.Tensor,
@@ -192,10 +211,10 @@ def filtered_lrelu(
     if not x.is_contiguous():
         raise ValueError("filtered_lrelu expects a channels-last input")
     z1 = _up(x.reshape(N, n, n * C), up_taps, U, pad, dcoef, bias)  # [N, U, n*C]
+    z2 = _up_w(z1, up_taps, N * U, n, U, C, pad)  # [N*U, U, C]: W up-sampled too (before act)
     has_clamp = clamp >= 0
     BLOCK_C = _block(C, 64)
-    if down_taps.ndim == 2:  # radial (config R): full 2-D up-sampling, then the 2-D down filter
-        z2 = _up(z1.view(N * U, n, C), up_taps, U, pad)  # [N*U, U, C]
+    if down_taps.ndim == 2:  # radial (config R): the 2-D down filter
         out = torch.empty((N, n_out, n_out, C), device=x.device, dtype=x.dtype)
         BLOCK_V = _block(n_out, 32)
         grid = (N * n_out, triton.cdiv(n_out, BLOCK_V), triton.cdiv(C, BLOCK_C))
@@ -204,14 +223,12 @@ def filtered_lrelu(
             DOWN=down, LD=down_taps.shape[0], HAS_CLAMP=has_clamp, BLOCK_V=BLOCK_V, BLOCK_C=BLOCK_C,
         )  # fmt: skip
         return out.permute(0, 3, 1, 2)
-    R = up // math.gcd(up, down)
     y1 = torch.empty((N * U, n_out, C), device=x.device, dtype=x.dtype)
-    BLOCK_V = _block(-(-n_out // R), 32)
-    grid = (N * U, R * triton.cdiv(-(-n_out // R), BLOCK_V), triton.cdiv(C, BLOCK_C))
-    _up_act_down_kernel[grid](
-        z1, y1, up_taps, down_taps, n, n_out, C, pad, clamp,
-        UP=up, DOWN=down, J=up_taps.shape[1], LD=down_taps.shape[0], R=R, HAS_CLAMP=has_clamp,
-        BLOCK_V=BLOCK_V, BLOCK_C=BLOCK_C,
+    BLOCK_V = _block(n_out, 32)
+    grid = (N * U, triton.cdiv(n_out, BLOCK_V), triton.cdiv(C, BLOCK_C))
+    _act_down_w_kernel[grid](
+        z2, y1, down_taps, U, n_out, C, clamp,
+        DOWN=down, LD=down_taps.shape[0], HAS_CLAMP=has_clamp, BLOCK_V=BLOCK_V, BLOCK_C=BLOCK_C,
     )  # fmt: skip
     out = torch.empty((N, n_out, n_out * C), device=x.device, dtype=x.dtype)
     BLOCK = _block(n_out * C, 1024)
