@@ -135,6 +135,17 @@ def loop_rate(editor, encoders, attributes, pairs: int, batch: int, device) -> t
     return pairs / (time.perf_counter() - t0), values, edited, warm_up
 
 
+def profile_table(fn, rows: int = 25) -> str:
+    """Where one call's host time goes (torch.profiler, CPU and CUDA, by CPU time in each op):
+    a loop that runs at the same rate in float32 and in float16 is bound by neither."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=acts) as prof:
+        fn()
+    return prof.key_averages().table(sort_by="cpu_time_total", row_limit=rows, max_name_column_width=60)
+
+
 def part_loop(inputs: dict, cfg: dict, ev_cfg: dict, args, device, left) -> tuple[dict, torch.Tensor]:
     """(a): the reference mode (as before issue 16) against the fast mode, on the same pairs."""
     G = load_generator(inputs["generator"], device=device)
@@ -157,6 +168,10 @@ def part_loop(inputs: dict, cfg: dict, ev_cfg: dict, args, device, left) -> tupl
     rate, values, edited, _ = loop_rate(editor, fast, attributes, args.pairs, ev.batch_size, device)
     print(f"(a) fast loop ({editor.precision} synthesis, batch {ev.batch_size}): {rate:.1f} edited faces/s, "
           f"{rate / ref_rate:.2f}x the reference", flush=True)  # fmt: skip
+    if args.profile:
+        print(
+            profile_table(lambda: evaluate(editor, fast, attributes, ev.batch_size, 0, ev.batch_size, progress=False))
+        )
     moved = {k: float(np.nanmax(np.abs(values[k] - ref_values[k]))) for k in values}
     means = {k: [float(np.nanmean(ref_values[k])), float(np.nanmean(values[k]))] for k in values}
     print(f"    largest change of a pair's metric, fast vs reference: {moved}", flush=True)
@@ -338,6 +353,7 @@ def main():
     ap.add_argument("--time-budget", type=float, default=230.0, help="seconds; later parts are skipped past it")
     ap.add_argument("--compile", action="store_true", help="also time (a) compiled (evaluation.compile true)")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--profile", action="store_true", help="print a profile of one fast-mode batch")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny sizes: proves the script runs")
     args = ap.parse_args()
     t_start = time.perf_counter()

@@ -5,7 +5,7 @@ imported, hence a child process), on the real filters, paddings and up/down fact
 and R fixture generators' layers (up 2 and 4, R's radial down filters, the critically sampled
 last layer's crop), with and without the clamp (0.5, so that it bites), against the stencil passes of
 `stylegan3_fast.py` (which equal NVIDIA's official output, tests/test_stylegan3_fast.py), in
-float32. Sizes and channels are free in the kernels, so a small input (side 8 or more, three
+float32; R's cases also through the chunked launch (one image at a time, for memory). Sizes and channels are free in the kernels, so a small input (side 8 or more, three
 channels) keeps the interpreter, one Python call per program, within seconds. On a GPU,
 benchmarks/stylegan3_benchmark.py compares the whole generator with the float32 reference."""
 
@@ -24,6 +24,7 @@ CHILD = """
 import json, types, numpy as np, torch
 from stylegan3_fixtures import generator
 from pipeline_lib.generator.stylegan3_fast import _Layer, stencil, stencil_terms, up_phase_taps, upsample
+from pipeline_lib.generator import stylegan3_triton
 from pipeline_lib.generator.stylegan3_triton import filtered_lrelu
 
 def plan_for(G, index, clamp):
@@ -57,6 +58,7 @@ gen = torch.Generator().manual_seed(0)
 out = {}
 for tag, layers in (("t", ((0, None), (4, 0.5), (13, None))), ("r", ((0, 0.5), (4, None), (12, 0.5)))):
     G = generator(tag)
+    stylegan3_triton.CHUNK_BYTES = 1 if tag == "r" else 2**31  # R's cases one image per launch
     for index, clamp in layers:
         plan = plan_for(G, index, clamp)
         x = torch.randn(2, 3, plan.n, plan.n, generator=gen).contiguous(memory_format=torch.channels_last)

@@ -178,6 +178,7 @@ class StyleGAN3FastSynthesis(nn.Module):
         mixed: bool = True,  # half only where the official code uses fp16
         channels_last: bool = True,  # NHWC activations (what cuDNN's tensor-core kernels read)
         fir: str = "auto",  # filtered lrelu: "stencil", "triton" (stylegan3_triton.py, no gradient), "auto"
+        tf32: bool | None = None,  # TF32 convs in the float32 layers (default: with a half dtype, as NVIDIA ships)
     ):
         super().__init__()
         if fir not in FIR_IMPLEMENTATIONS:
@@ -187,6 +188,10 @@ class StyleGAN3FastSynthesis(nn.Module):
         if fir == "triton" and not triton_available():
             raise ImportError("fir='triton' needs the triton package (pip install triton), or use fir='stencil'")
         self.fir = fir
+        # NVIDIA's fp16 path runs its float32 layers' convs with torch's default cuDNN TF32 on;
+        # our devices.py turns TF32 off for the float32 reference, so the fast path asks for it
+        # here, for those convs only (cuDNN otherwise picks an FFT algorithm: 15 % of the time).
+        self.tf32 = dtype != torch.float32 if tf32 is None else tf32
         self.triton = fir != "stencil" and triton_available()
         self.dtype, self.mixed = dtype, mixed
         self.channels_last = channels_last
@@ -215,7 +220,8 @@ class StyleGAN3FastSynthesis(nn.Module):
             "triton": "float32-accumulating Triton kernels (stencils where a gradient is recorded)",
             "auto": "float32-accumulating Triton kernels on CUDA without gradients, stencils otherwise",
         }[self.fir]
-        return f"StyleGAN3FastSynthesis: {where}; filtered leaky ReLU as {fir}"
+        tf32 = "; TF32 convs in the float32 layers" if self.tf32 and half else ""
+        return f"StyleGAN3FastSynthesis: {where}{tf32}; filtered leaky ReLU as {fir}"
 
     def _prepare(self, i: int, spec: StyleGAN3LayerSpec, layer: nn.Module, torgb: bool) -> None:
         dt = self.dtype if (spec.use_fp16 or not self.mixed) else torch.float32
@@ -247,6 +253,10 @@ class StyleGAN3FastSynthesis(nn.Module):
             dcoef = (s.square() @ getattr(self, f"wsq{i}") + 1e-8).rsqrt() / plan.scale
         xs = x * (s * gain).to(x.dtype)[:, :, None, None]
         xs = xs.to(plan.dtype).contiguous(memory_format=self.memory_format)
+        if self.tf32 and plan.dtype == torch.float32 and xs.is_cuda:
+            cudnn = torch.backends.cudnn
+            with cudnn.flags(cudnn.enabled, cudnn.benchmark, cudnn.deterministic, allow_tf32=True):
+                return F.conv2d(xs, getattr(self, f"w{i}"), padding=plan.k - 1), dcoef
         return F.conv2d(xs, getattr(self, f"w{i}"), padding=plan.k - 1), dcoef
 
     def _use_triton(self, x: torch.Tensor) -> bool:

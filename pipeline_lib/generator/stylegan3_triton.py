@@ -188,6 +188,9 @@ def _up_w(z1: torch.Tensor, taps, rows: int, L_in: int, L_out: int, C: int, pad:
     return out
 
 
+CHUNK_BYTES = 2**31  # the largest up-sampled map (z2) one launch may hold: bounds the peak memory
+
+
 def filtered_lrelu(
     x: torch.Tensor,
     dcoef: torch.Tensor,
@@ -203,8 +206,21 @@ def filtered_lrelu(
     """x: the modulated conv's output [N, C, n, n] (channels-last, the layer's dtype), dcoef
     [N, C] and bias [C] float32, up_taps [up, J] (polyphase rows), down_taps [Ld] (separable) or
     [Ld, Ld] (radial), both correlation taps in float32; `length` samples per phase, `clamp` <
-    0 for none. Returns [N, C, n_out, n_out] channels-last in x's dtype."""
+    0 for none. Returns [N, C, n_out, n_out] channels-last in x's dtype.
+
+    Images are processed in chunks whose up-sampled map stays under CHUNK_BYTES (at 1024 px a
+    batch of 32 would otherwise hold ~18 GB per map); every output sample depends on its own
+    image only, so chunking changes no value."""
     N, C, n, _ = x.shape
+    per_image = (length * up_taps.shape[0]) ** 2 * C * x.element_size()
+    chunk = max(1, CHUNK_BYTES // per_image)
+    if N > chunk:
+        out = x.new_empty((N, n_out, n_out, C)).permute(0, 3, 1, 2)
+        for a in range(0, N, chunk):
+            b = min(a + chunk, N)
+            args = (up_taps, down_taps, pad, length, down, n_out, clamp)
+            out[a:b] = filtered_lrelu(x[a:b], dcoef[a:b], bias, *args)
+        return out
     up = up_taps.shape[0]
     U = length * up  # the up-sampled side
     x = x.permute(0, 2, 3, 1)  # NHWC view of channels-last memory: no copy
