@@ -2,8 +2,9 @@
 
 tests/fake_slurm/ holds sbatch, srun, sacct, squeue, scancel, sinfo, scontrol and sacctmgr that
 run every job on this machine (see tests/fake_slurm/_fake_slurm.py). The tests put that folder
-first on PATH, give it a state folder, run the tiny pipeline through the profile, and read what
-was submitted from the state folder.
+first on PATH, give it a state folder, run the tiny pipeline up to one trained M_ref through the
+profile (a job of each kind: CPU, one GPU, two GPUs under torchrun), and read what was submitted
+from the state folder. The dry run checks the profile's resources of every job of the full DAG.
 """
 
 from __future__ import annotations
