@@ -71,3 +71,29 @@ def small_G(small_state_dict, small_kwargs):
 @pytest.fixture(scope="session")
 def paper256_structure(fixture_dir):
     return json.loads((fixture_dir / "paper256_structure.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def training_inputs(tmp_path_factory):
+    """The tiny training inputs (tests/training_inputs.py), built once for every module that reads
+    them (training, training together, evaluation): ~24 faces synthesized and annotated by four
+    encoders. Tests only read them; their outputs go to their own folders."""
+    from training_inputs import build_training_inputs
+
+    return build_training_inputs(tmp_path_factory.mktemp("training_inputs"))
+
+
+@pytest.fixture(scope="session")
+def real_faces_fid(tmp_path_factory):
+    """The real faces of ../shared as an FFHQ stand-in, a random-weight FID Inception and the
+    faces' cached Inception features, made once for the FID and evaluation tests (read only)."""
+    from pipeline_lib.dataset.real_faces import prepare_real_faces
+    from pipeline_lib.encoders.random_weights import random_weights_file
+    from pipeline_lib.evaluation.fid import write_real_features
+
+    folder = tmp_path_factory.mktemp("real_faces_fid")
+    faces, weights, features = folder / "ffhq256.h5", folder / "fid_inception.pth", folder / "real_features.h5"
+    prepare_real_faces(shared_path("assets", "faces256"), faces, progress=False)
+    random_weights_file("fid_inception", weights, seed=0)
+    write_real_features(faces, weights, features, batch_size=16)
+    return faces, weights, features

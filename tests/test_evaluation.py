@@ -10,16 +10,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
-from training_inputs import DETECTOR, ENCODERS_CFG, build_training_inputs
+from training_inputs import DETECTOR, ENCODERS_CFG
 
-from pipeline_lib.dataset.real_faces import prepare_real_faces
 from pipeline_lib.editing import AttributeFaces, Editor, Encoders
 from pipeline_lib.encoders import build_encoder
 from pipeline_lib.encoders.inference import EncoderRunner
-from pipeline_lib.encoders.random_weights import random_weights_file
 from pipeline_lib.evaluation.edits import draw_pairs, evaluate
-from pipeline_lib.evaluation.fid import write_real_features
 from pipeline_lib.evaluation.metrics import expression_distance, identity_similarity, pose_error
 from pipeline_lib.generator import load_generator
 from pipeline_lib.images import from_uint8_hwc
@@ -32,14 +28,12 @@ ENCODER_PRECISION = load_config()["annotation"]["precision"]  # a CPU runs float
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, training_inputs, real_faces_fid):
+    """The session's tiny inputs and real faces (conftest), and two editors in this module's folder."""
     folder = tmp_path_factory.mktemp("evaluation")
-    inputs = build_training_inputs(folder / "inputs")
-    prepare_real_faces(shared_path("assets", "faces256"), folder / "ffhq256.h5", progress=False)
+    inputs = training_inputs
     files = dict(inputs["encoder_files"])
-    files["fid_inception"] = str(folder / "fid_inception.pth")
-    random_weights_file("fid_inception", files["fid_inception"], seed=0)
-    write_real_features(folder / "ffhq256.h5", files["fid_inception"], folder / "real_features.h5")
+    files["fid_inception"] = str(real_faces_fid[1])
     G = load_generator(inputs["generator_path"])
     untrained = ReferenceMapper(2048, G.style_dim, (8,))
     save_mapper(folder / "untrained.pt", untrained, {"settings": {"input_features": "attribute"}})
@@ -47,15 +41,15 @@ def setup(tmp_path_factory):
     torch.manual_seed(0)
     torch.nn.init.normal_(trained.head.weight, std=20.0)  # a large edit: the tiny generator saturates
     save_mapper(folder / "random.pt", trained, {"settings": {"input_features": "attribute"}})
-    return folder, inputs, files
+    return folder, inputs, files, real_faces_fid
 
 
-def job_args(folder, inputs, files, model):
+def job_args(folder, inputs, files, real, model):
     return dict(
         model=folder / model,
         faces=inputs["faces_path"],
         annotations=inputs["annotations_path"],
-        attribute_faces=folder / "ffhq256.h5",
+        attribute_faces=real[0],
         generator=inputs["generator_path"],
         files=files,
         encoders=ENCODERS_CFG,
@@ -65,11 +59,11 @@ def job_args(folder, inputs, files, model):
 
 
 def test_an_untrained_editor_keeps_the_identity_and_the_metrics_record_their_context(setup, tmp_path):
-    folder, inputs, files = setup
+    folder, inputs, files, real = setup
     out = tmp_path / "metrics.json"
     evaluate_edits(
-        **job_args(folder, inputs, files, "untrained.pt"),
-        real_features=folder / "real_features.h5",
+        **job_args(folder, inputs, files, real, "untrained.pt"),
+        real_features=real[2],
         evaluation=EVAL_CFG,
         out_metrics=out,
         out_grid=tmp_path / "grid.png",
@@ -88,9 +82,9 @@ def test_an_untrained_editor_keeps_the_identity_and_the_metrics_record_their_con
 
 
 def test_ablation_masks_dS_to_its_layers(setup, tmp_path):
-    folder, inputs, files = setup
-    args = job_args(folder, inputs, files, "random.pt")
-    args["real_features"] = folder / "real_features.h5"
+    folder, inputs, files, real = setup
+    args = job_args(folder, inputs, files, real, "random.pt")
+    args["real_features"] = real[2]
     full = evaluate_edits(**args, evaluation=EVAL_CFG, out_metrics=tmp_path / "a.json", out_grid=tmp_path / "a.png")
     late = evaluate_edits(
         **args,
@@ -116,7 +110,7 @@ def test_pairs_depend_only_on_the_seed():
 
 
 def test_sparsity_job_writes_both_figures_over_every_channel(setup, tmp_path):
-    folder, inputs, files = setup
+    folder, inputs, files, real = setup
     names = ["histogram_csv", "histogram_summary", "histogram_png", "reuse_csv", "reuse_png"]
     outputs = {
         n: tmp_path / (n.replace("_png", ".png").replace("_csv", ".csv").replace("_summary", "_summary.json"))
@@ -131,7 +125,10 @@ def test_sparsity_job_writes_both_figures_over_every_channel(setup, tmp_path):
         "top_k": 10,
     }
     sparsity_analyses(
-        **job_args(folder, inputs, files, "random.pt"), sparsity_cfg=sparsity_cfg, evaluation=EVAL_CFG, outputs=outputs
+        **job_args(folder, inputs, files, real, "random.pt"),
+        sparsity_cfg=sparsity_cfg,
+        evaluation=EVAL_CFG,
+        outputs=outputs,
     )
     rows = list(csv.DictReader(open(outputs["histogram_csv"])))
     assert len(rows) == 20
@@ -148,12 +145,12 @@ def test_face_size_of_the_real_faces_with_the_real_detector(setup, tmp_path):
     from pipeline_lib.generative_fields import field_table, write_table_csv
     from pipeline_lib.jobs import face_size
 
-    folder, inputs, files = setup
+    folder, inputs, files, real = setup
     table = tmp_path / "table.csv"
     write_table_csv(field_table(load_generator(inputs["generator_path"]), measure=False), table)
     record = face_size.run(
         inputs["faces_path"], inputs["annotations_path"], table, tmp_path / "face_size.json", tmp_path / "fs.png",
-        ENCODERS_CFG, {"config4": ["conv3", "conv6"]}, real_faces=folder / "ffhq256.h5", files=files,
+        ENCODERS_CFG, {"config4": ["conv3", "conv6"]}, real_faces=real[0], files=files,
         batch_size=32, device="cpu",
     )  # fmt: skip
     assert set(record) == {"synthetic (faces.h5)", "real (FFHQ)"}
@@ -167,7 +164,7 @@ def test_face_size_of_the_real_faces_with_the_real_detector(setup, tmp_path):
 def _evaluation_parts(setup, fast: bool, precision: str = "float32", encoder_precision: str = "float32"):
     """The Editor and Encoders of `build_parts`, with the fast mode chosen explicitly (the job picks
     it from the device, so on a CPU only this way reaches it)."""
-    folder, inputs, files = setup
+    folder, inputs, files, real = setup
     G = load_generator(inputs["generator_path"])
     mapper, _ = load_mapper(folder / "random.pt")
     editor = Editor(
@@ -182,7 +179,7 @@ def _evaluation_parts(setup, fast: bool, precision: str = "float32", encoder_pre
         attribute=runner(ENCODERS_CFG["attribute"]),
         landmarks={"train": runner(DETECTOR)},
     )
-    return editor, encoders, AttributeFaces(folder / "ffhq256.h5")
+    return editor, encoders, AttributeFaces(real[0])
 
 
 def test_the_fast_mode_in_float32_computes_what_the_reference_computes(setup):

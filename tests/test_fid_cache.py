@@ -6,44 +6,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
 
-from pipeline_lib.dataset.real_faces import prepare_real_faces
-from pipeline_lib.encoders.random_weights import random_weights_file
 from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real_features, write_real_features
 from pipeline_lib.evaluation.metrics import compute_fid
 
 
-@pytest.fixture(scope="module")
-def real(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fid")
-    faces = folder / "ffhq256.h5"
-    prepare_real_faces(shared_path("assets", "faces256"), faces, progress=False)
-    weights = folder / "fid_inception.pth"
-    random_weights_file("fid_inception", weights, seed=0)
-    return folder, faces, weights
-
-
-def test_cached_features_give_torch_fidelitys_fid_and_kid(real):
-    folder, faces, weights = real
+def test_cached_features_give_torch_fidelitys_fid_and_kid(real_faces_fid):
+    """The session's real faces and their cached features (conftest: write_real_features) against
+    torch-fidelity computing both sides from the images."""
+    faces, weights, features = real_faces_fid
     torch.manual_seed(0)
     import h5py
 
     with h5py.File(faces, "r") as f:
         reals = f["images"][()]
     edited = np.ascontiguousarray(reals[:12][:, :, ::-1])  # mirrored faces stand in for edits
-    write_real_features(faces, weights, folder / "real_features.h5", batch_size=16)
-    cached = fid_kid(
-        inception_features(edited, weights, batch_size=16), read_real_features(folder / "real_features.h5", faces)
-    )
+    cached = fid_kid(inception_features(edited, weights, batch_size=16), read_real_features(features, faces))
     direct = compute_fid(edited, reals, weights, batch_size=16)
     assert cached["num_a"] == direct["num_a"] == 12 and cached["num_b"] == direct["num_b"] == len(reals)
     assert cached["fid"] == pytest.approx(direct["fid"], rel=1e-3)
     assert cached["kid"] == pytest.approx(direct["kid"], rel=1e-3, abs=1e-6)
 
 
-def test_features_of_another_version_of_the_real_faces_are_refused(real, tmp_path):
-    folder, faces, weights = real
+def test_features_of_another_version_of_the_real_faces_are_refused(real_faces_fid, tmp_path):
+    faces, weights, _ = real_faces_fid
     import h5py
 
     copy = tmp_path / "ffhq256.h5"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from training_inputs import DETECTOR, TRAINING_CFG, build_training_inputs
+from training_inputs import DETECTOR, TRAINING_CFG
 
 from pipeline_lib.encoders import build_encoder
 from pipeline_lib.generator import load_generator
@@ -30,8 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return build_training_inputs(tmp_path_factory.mktemp("training_inputs"))
+def inputs(training_inputs):
+    """The session's tiny training inputs (conftest), read only."""
+    return training_inputs
 
 
 def cfg_with(**changes) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_inputs import DETECTOR, TRAINING_CFG, build_training_inputs
+from training_inputs import DETECTOR, TRAINING_CFG
 
 from pipeline_lib.encoders import build_encoder
 from pipeline_lib.generator import load_generator
@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return build_training_inputs(tmp_path_factory.mktemp("training_inputs"))
+def inputs(training_inputs):
+    """The session's tiny training inputs (conftest), read only."""
+    return training_inputs
 
 
 @pytest.fixture(scope="module")
@@ -118,16 +119,26 @@ def test_the_job_process_exits_after_a_failed_and_a_finished_run(inputs, tmp_pat
         assert ("injected" in done.stderr) == fail
 
 
-def test_variants_trained_together_equal_each_trained_alone(inputs, tmp_path):
-    """Two variants of different inputs and weights (feature concatenation vs not, Euler and
-    style terms) in one process, eager float32: the same loss rows and weights as two jobs."""
-    cfg = cfg_with(num_steps=4, checkpoint_every=2, log_every=1, sample_every=2)
-    names = ["default", "final"]
-    alone = [tmp_path / "alone" / n / "mref.pt" for n in names]
-    for name, out in zip(names, alone):
-        start_training(out, training_cfg=cfg, variant=name, device_name="cpu", **inputs)
-    together = [tmp_path / "together" / n / "mref.pt" for n in names]
-    assert start_training(together, training_cfg=cfg, variant=names, device_name="cpu", **inputs) == together
+# Two variants of different inputs and weights (feature concatenation vs not, Euler and style terms).
+TOGETHER_CFG = cfg_with(num_steps=4, checkpoint_every=2, log_every=1, sample_every=2)
+NAMES = ["default", "final"]
+
+
+@pytest.fixture(scope="module")
+def together(inputs, tmp_path_factory):
+    """The two variants trained together in one process, straight through: the reference of the
+    tests below (each compares another way of training them to it)."""
+    folder = tmp_path_factory.mktemp("together")
+    out = [folder / n / "mref.pt" for n in NAMES]
+    assert start_training(out, training_cfg=TOGETHER_CFG, variant=NAMES, device_name="cpu", **inputs) == out
+    return out
+
+
+def test_variants_trained_together_equal_each_trained_alone(inputs, together, tmp_path):
+    """In one process, eager float32: the same loss rows and weights as two jobs."""
+    alone = [tmp_path / "alone" / n / "mref.pt" for n in NAMES]
+    for name, out in zip(NAMES, alone):
+        start_training(out, training_cfg=TOGETHER_CFG, variant=name, device_name="cpu", **inputs)
     import csv
 
     for a, b in zip(alone, together):
@@ -153,16 +164,13 @@ def test_variants_trained_together_equal_each_trained_alone(inputs, tmp_path):
         assert not any((b.parent / "checkpoints").glob("*.pt"))
 
 
-def test_variants_trained_together_resume_from_their_common_checkpoint(inputs, tmp_path):
-    cfg = cfg_with(num_steps=4, checkpoint_every=2, log_every=1, sample_every=10)
-    names = ["default", "final"]
-    straight = [tmp_path / "straight" / n / "mref.pt" for n in names]
-    start_training(straight, training_cfg=cfg, variant=names, device_name="cpu", **inputs)
-    stopped = [tmp_path / "stopped" / n / "mref.pt" for n in names]
-    start_training(stopped, training_cfg=cfg, variant=names, device_name="cpu", stop_after=3, **inputs)
+def test_variants_trained_together_resume_from_their_common_checkpoint(inputs, together, tmp_path):
+    stopped = [tmp_path / "stopped" / n / "mref.pt" for n in NAMES]
+    start_training(stopped, training_cfg=TOGETHER_CFG, variant=NAMES, device_name="cpu", stop_after=3, **inputs)
     assert all((p.parent / "checkpoints" / "step_000000002.pt").exists() for p in stopped)
-    start_training(stopped, training_cfg=cfg, variant=names, device_name="cpu", **inputs)
-    for a, b in zip(straight, stopped):
+    assert not any(p.exists() for p in stopped)
+    start_training(stopped, training_cfg=TOGETHER_CFG, variant=NAMES, device_name="cpu", **inputs)
+    for a, b in zip(together, stopped):
         sa, sb = load_mapper(a)[0].state_dict(), load_mapper(b)[0].state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
