@@ -23,7 +23,16 @@ def from_uint8_hwc(batch: torch.Tensor) -> torch.Tensor:
 
 
 def read_images(images: h5py.Dataset, indices: np.ndarray) -> np.ndarray:
-    """uint8 NHWC images at `indices` (any order, repeats allowed): h5py reads only increasing
-    unique indices."""
-    unique, inverse = np.unique(indices, return_inverse=True)
-    return images[unique][inverse]
+    """uint8 NHWC images at `indices` (any order, repeats allowed).
+
+    The sorted unique indices are read as runs of consecutive rows, one slice per run: h5py's
+    fancy indexing (`images[[i, j, ...]]`) builds a point selection whose cost grows with the
+    number of indices, 3.0 s for 256 random faces of a 4,096-face file against 0.044 s as
+    slices (measured); it made the GPU evaluation loop wait on reading (issue 16)."""
+    unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
+    out = np.empty((len(unique),) + tuple(images.shape[1:]), dtype=images.dtype)
+    breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+    for run in np.split(np.arange(len(unique)), breaks) if len(unique) else ():
+        first, last = int(unique[run[0]]), int(unique[run[-1]])
+        out[run[0] : run[-1] + 1] = images[first : last + 1]
+    return out[inverse.reshape(-1)]

@@ -255,7 +255,9 @@ class StyleGAN3FastSynthesis(nn.Module):
         xs = xs.to(plan.dtype).contiguous(memory_format=self.memory_format)
         if self.tf32 and plan.dtype == torch.float32 and xs.is_cuda:
             cudnn = torch.backends.cudnn
-            with cudnn.flags(cudnn.enabled, cudnn.benchmark, cudnn.deterministic, allow_tf32=True):
+            with cudnn.flags(
+                enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=True
+            ):
                 return F.conv2d(xs, getattr(self, f"w{i}"), padding=plan.k - 1), dcoef
         return F.conv2d(xs, getattr(self, f"w{i}"), padding=plan.k - 1), dcoef
 
