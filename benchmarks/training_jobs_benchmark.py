@@ -142,7 +142,10 @@ def run_child(variants, args, timeout: float) -> dict:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
         t0 = time.time()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        # Its own session, so that a kill reaches Inductor's compile workers too: killed alone, the
+        # child left them writing into `cache` while it was removed (H200, 2026-12-03).
+        kw = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+        proc = subprocess.Popen(cmd, **kw)
         result, done_at, tail, first_at = {}, None, [], None
         lines = queue.Queue()
         threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
@@ -177,7 +180,7 @@ def run_child(variants, args, timeout: float) -> dict:
                 if line:
                     print("  " + line.rstrip(), flush=True)
                     tail = (tail + [line.rstrip()])[-40:]
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             rc = None
         exit_s = time.time() - done_at if done_at is not None else None
