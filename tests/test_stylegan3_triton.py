@@ -25,7 +25,7 @@ import json, types, numpy as np, torch
 from stylegan3_fixtures import generator
 from pipeline_lib.generator.stylegan3_fast import _Layer, stencil, stencil_terms, up_phase_taps, upsample
 from pipeline_lib.generator import stylegan3_triton
-from pipeline_lib.generator.stylegan3_triton import filtered_lrelu
+from pipeline_lib.generator.stylegan3_triton import filtered_lrelu_op as filtered_lrelu  # the custom op, as the fast path calls it
 
 def plan_for(G, index, clamp):
     # the fixture layer's filters and padding, for a small input of side n (at least 8, 4 outputs)

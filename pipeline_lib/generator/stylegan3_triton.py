@@ -254,22 +254,8 @@ def filtered_lrelu(
     return out.view(N, n_out, n_out, C).permute(0, 3, 1, 2)
 
 
-@torch.library.custom_op("genfields::sg3_filtered_lrelu", mutates_args=())
-def filtered_lrelu_op(
-    x: torch.Tensor,
-    dcoef: torch.Tensor,
-    bias: torch.Tensor,
-    up_taps: torch.Tensor,
-    down_taps: torch.Tensor,
-    pad: int,
-    length: int,
-    down: int,
-    n_out: int,
-    clamp: float,
-) -> torch.Tensor:
-    """`filtered_lrelu` as one op for torch.compile (an opaque call in the graph); the output is
-    a fresh channels-last tensor."""
-    return filtered_lrelu(x, dcoef, bias, up_taps, down_taps, pad, length, down, n_out, clamp)
+# The same function as one op for torch.compile (an opaque call in its graph; a fresh output).
+filtered_lrelu_op = torch.library.custom_op("genfields::sg3_filtered_lrelu", filtered_lrelu, mutates_args=())
 
 
 @filtered_lrelu_op.register_fake
