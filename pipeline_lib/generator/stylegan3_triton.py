@@ -14,7 +14,8 @@ contiguous run of channels (NHWC, channels innermost) and whose programs take 2-
 act = leaky ReLU (0.2) x sqrt 2, then the clamp, as NVIDIA's `filtered_lrelu`. Config R's radial
 filter of its non-critical layers is not separable: there B2 and C are one 2-D kernel that reads
 act(z2) at its 144 taps. A first version fused B1 and B2 (the 2x map never stored, recomputed per
-down tap): 72 loads per output made it 4x slower than storing the map (benchmarks/NOTES.md).
+down tap): 72 loads per output took 3x the time of storing the map (324 ms against 107 ms at
+T-256, batch 64; benchmarks/NOTES.md).
 
 Every tap is accumulated in float32; intermediates are stored in the layer's dtype, as the
 stencils store theirs (so float32 layers equal the stencil path to rounding, tested with
