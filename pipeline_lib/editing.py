@@ -74,7 +74,7 @@ class Encoders:
 
     def _run(self, runner: EncoderRunner, img: torch.Tensor) -> dict:
         out = runner(img)
-        if runner.dtype != torch.float32 and not bool(torch.stack([v.isfinite().all() for v in out.values()]).all()):
+        if runner.overflowed(out):
             log.warning("an encoder overflowed in %s on %d faces: recomputed in float32", runner.precision, len(img))
             self.fallbacks += 1
             out = runner.reference(img)

@@ -108,7 +108,7 @@ def annotate_images(images, out: h5py.File, jobs, batch_size: int, device, progr
             event.synchronize()  # waits without holding the GIL, so the reader keeps reading
         for runner, names in jobs:
             arrays = {o: host[d][:count].numpy() for o, d in names.items()}
-            if runner.dtype != torch.float32 and not all(np.isfinite(v).all() for v in arrays.values()):
+            if runner.overflowed(arrays):
                 log.warning(
                     "%s overflowed in %s on faces %d-%d: recomputed in float32", names, runner.precision, a, a + count
                 )

@@ -70,6 +70,13 @@ class EncoderRunner:
     def __call__(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
         return self._run(img)
 
+    def overflowed(self, values: dict) -> bool:
+        """Whether a reduced-precision result (device tensors or host arrays) holds a value that
+        is not finite: the batch is then recomputed with `reference` (annotation, evaluation)."""
+        return self.dtype != torch.float32 and not all(
+            bool(torch.as_tensor(v).isfinite().all()) for v in values.values()
+        )
+
     def reference(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
         """The same encoder in float32, eager (the fallback for a batch that overflowed)."""
         return self._forward(img, torch.float32)
