@@ -1,4 +1,5 @@
-"""The Triton filtered leaky ReLU (`stylegan3_triton.py`) computes what the stencils compute.
+"""The Triton filtered leaky ReLU (`stylegan3_triton.py`'s four passes and `stylegan3_fused.py`'s
+one kernel per layer) computes what the stencils compute.
 
 Run by Triton's interpreter on the CPU (TRITON_INTERPRET=1 must be set before Triton is
 imported, hence a child process), on the real filters, paddings and up/down factors of the T
@@ -26,8 +27,9 @@ from stylegan3_fixtures import generator
 from pipeline_lib.generator.stylegan3_fast import _Layer, stencil, stencil_terms, up_phase_taps, upsample
 from pipeline_lib.generator import stylegan3_triton
 from pipeline_lib.generator.stylegan3_triton import filtered_lrelu_op as filtered_lrelu  # the custom op, as the fast path calls it
+from pipeline_lib.generator.stylegan3_fused import filtered_lrelu_op as fused, fused_plan
 
-def plan_for(G, index, clamp):
+def plan_for(G, index, clamp, min_out=4):
     # the fixture layer's filters and padding, for a small input of side n (at least 8, 4 outputs)
     spec = G.conv_layers[index]
     layer = G.module_of(spec)
@@ -35,10 +37,10 @@ def plan_for(G, index, clamp):
     fd = layer.down_filter.double().numpy()
     kd = np.flip(fd, tuple(range(fd.ndim))).copy()
     up, down = layer.spec.up, spec.down
-    for n in range(8, 64):
+    for n in range(8, 128):
         g, pad_l, pad_r, m = up_phase_taps(n, up, spec.padding[0], spec.padding[1], np.flip(fu) * up)
         n_out = (m - fd.shape[0]) // down + 1
-        if n_out >= 4:
+        if n_out >= min_out:
             break
     act = lambda y: _Layer.act(types.SimpleNamespace(clamp=clamp), y)
     return types.SimpleNamespace(n=n, g=[stencil_terms(r) for r in g], g_array=g, pad_l=pad_l, pad_r=pad_r,
@@ -73,6 +75,26 @@ for tag, layers in (("t", ((0, None), (4, 0.5), (13, None))), ("r", ((0, 0.5), (
             "err": (got - want).abs().max().item(), "scale": want.abs().max().item(),
             "shape_ok": tuple(got.shape) == tuple(want.shape), "clamp_effect": (want - unclamped).abs().max().item(),
             "channels_last": got.is_contiguous(memory_format=torch.channels_last)}
+# The fused kernel (stylegan3_fused.py) on the same layers, at a side with several tiles per axis
+# (30 outputs: three tiles of 11 or 10), in float32 and in float16 (hi + lo taps), and R's radial
+# filter as a sum of separable ones.
+for tag, layers in (("t", ((0, None), (4, 0.5), (13, None))), ("r", ((0, 0.5), (4, None), (12, 0.5)))):
+    G = generator(tag)
+    for index, clamp in layers:
+        plan = plan_for(G, index, clamp, min_out=30)
+        want = {}
+        for dtype in (torch.float32, torch.float16):
+            fp = fused_plan(plan.g_array, plan.kd_array, plan.down, 16)
+            x = torch.randn(2, 16, plan.n, plan.n, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
+            dcoef, bias = torch.rand(2, 16, generator=gen) + 0.5, 0.3 * torch.randn(16, generator=gen)
+            got = fused(x, dcoef, bias, *fp.matrices(dtype), fp.up, fp.down, plan.pad_l, plan.n_out, fp.step, fp.CB,
+                        -1.0 if clamp is None else clamp).float()
+            want = stencils(plan, x.float(), dcoef, bias)
+            out[f"fused {tag} L{index} clamp {clamp} {str(dtype)[6:]}"] = {
+                "up": plan.up, "radial": plan.radial, "crop": plan.pad_l < 0, "rank": fp.rank, "tiles": -(-plan.n_out // fp.step),
+                "err": (got - want).abs().max().item(), "scale": want.abs().max().item(),
+                "rel_rms": ((got - want).square().mean() / want.square().mean()).sqrt().item(),
+                "shape_ok": tuple(got.shape) == tuple(want.shape), "channels_last": got.is_contiguous(memory_format=torch.channels_last)}
 print("RESULT " + json.dumps(out))
 """
 
@@ -85,10 +107,19 @@ def test_triton_filtered_lrelu_equals_the_stencils_on_the_fixture_layers():
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     cases = json.loads(line.removeprefix("RESULT "))
-    assert len(cases) == 6
+    fused = {k: cases.pop(k) for k in list(cases) if k.startswith("fused ")}
+    assert len(cases) == 6 and len(fused) == 12
     kinds = {(c["up"], c["radial"], c["crop"]) for c in cases.values()}
     assert {(2, False, False), (4, False, True), (2, True, False), (4, True, True)} <= kinds, kinds
     for key, c in cases.items():
         assert c["shape_ok"] and c["channels_last"], (key, c)
         assert c["err"] <= 2e-6 * max(1.0, c["scale"]), (key, c)
     assert all(c["clamp_effect"] > 1e-2 for k, c in cases.items() if k.endswith("clamp 0.5"))  # the clamp bit
+    for key, c in fused.items():
+        assert c["shape_ok"] and c["channels_last"] and c["tiles"] >= 3, (key, c)
+        if key.endswith("float32"):
+            assert c["err"] <= 2e-6 * max(1.0, c["scale"]), (key, c)
+        else:  # half operands, float32 accumulation, hi + lo taps: a few half roundings (2^-11)
+            assert c["rel_rms"] <= 1e-3, (key, c)
+    assert {c["rank"] for k, c in fused.items() if c["radial"]} == {3}  # the radial filter: three separable terms
+    assert {c["rank"] for k, c in fused.items() if not c["radial"]} == {1}

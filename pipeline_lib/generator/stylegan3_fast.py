@@ -32,8 +32,13 @@ Why it is faster than `StyleGAN3Generator.synthesize` (which follows the officia
   input and up = 2 the passes move (read + write, elements) about n^2 C x [(1 + 2) + (2 + 4) +
   (4 + 2) + (2 + 1)] = 18 n^2 C, i.e. 36 n^2 C bytes in fp16 (a stencil's re-reads of shifted
   rows hit the cache; `fir_bytes_per_image`), against about 4 n^2 C bytes for one fully fused
-  kernel (NVIDIA's CUDA plugin; a Triton kernel is the next step if these passes dominate). In
-  NCHW (`channels_last=False`) the same stencils run on the NCHW tensors (W innermost).
+  kernel. In NCHW (`channels_last=False`) the same stencils run on the NCHW tensors (W innermost).
+- On CUDA without gradients (`fir="auto"`) the half layers run ONE fused Triton kernel per layer
+  (`stylegan3_fused.py`: the up-sampled tile stays on chip, the taps are tensor-core products
+  of banded filter matrices) and the float32 layers four Triton passes (`stylegan3_triton.py`).
+- Channels are stored padded to a multiple of 8 (`aligned`; zero weights, zero bias): the
+  released 362, 181 and 91 otherwise misalign every NHWC pixel (no vector loads, and cuDNN's
+  half kernels want multiples of 8); measured at T-256, the passes went from 364 to 521 img/s.
 - Precision as NVIDIA runs it: half precision (fp16, or bf16) only in the layers where the official
   code uses fp16 (`use_fp16`, the last `num_fp16_res` sampling rates), float32 elsewhere, the
   official conv_clamp; styles and demodulation stay float32 and the conv weight is pre-scaled by
@@ -57,6 +62,14 @@ from pipeline_lib.generator.stylegan3 import StyleGAN3Generator
 from pipeline_lib.generator.stylegan3_layers import StyleGAN3LayerSpec
 
 LRELU_SLOPE, LRELU_GAIN = 0.2, math.sqrt(2)
+CHANNEL_ALIGN = 8  # channels padded (zero weights) to a multiple: the released 362/181/91 are not
+
+
+def aligned(c: int) -> int:
+    """The channel count the fast path stores: a multiple of CHANNEL_ALIGN, so that every NHWC
+    pixel starts on a 16-byte boundary (vector loads; cuDNN's tensor-core kernels want multiples
+    of 8). The extra channels hold zeros: zero weights in and out, zero bias, act(0) = 0."""
+    return -(-c // CHANNEL_ALIGN) * CHANNEL_ALIGN
 
 
 def up_phase_taps(n: int, up: int, pad0: int, pad1: int, kf: np.ndarray) -> tuple[np.ndarray, int, int, int]:
@@ -121,6 +134,7 @@ class _Layer:
         self.torgb, self.dtype = torgb, dtype
         self.offset, self.dim = spec.offset, spec.style_dim
         self.k, self.c_in, self.c_out = spec.kernel_size, spec.in_channels, spec.out_channels
+        self.c_in_p, self.c_out_p = aligned(self.c_in), self.c_out if torgb else aligned(self.c_out)
         self.up, self.down, self.out_size = layer.spec.up, spec.down, spec.out_size
         self.scale = 1.0 if torgb else 1 / math.sqrt(self.c_in * self.k**2)  # weight pre-scale (fp16 range)
         self.clamp = layer.conv_clamp
@@ -153,7 +167,7 @@ class _Layer:
         return y.clamp(-self.clamp, self.clamp) if self.clamp is not None else y
 
 
-FIR_IMPLEMENTATIONS = ("stencil", "triton", "auto")
+FIR_IMPLEMENTATIONS = ("stencil", "triton", "triton-passes", "auto")
 
 
 _TRITON = {}  # "op": the custom op of stylegan3_triton.py, once imported (never while torch.compile traces)
@@ -163,10 +177,11 @@ def triton_available() -> bool:
     """Whether Triton imports; imports the filtered-lrelu custom op once if so."""
     if "op" not in _TRITON:
         try:
-            from pipeline_lib.generator.stylegan3_triton import filtered_lrelu_op
+            from pipeline_lib.generator.stylegan3_fused import filtered_lrelu_op, fused_plan
+            from pipeline_lib.generator.stylegan3_triton import filtered_lrelu_op as passes_op
         except ImportError:
             return False
-        _TRITON["op"] = filtered_lrelu_op
+        _TRITON.update(op=filtered_lrelu_op, plan=fused_plan, passes=passes_op)
     return True
 
 
@@ -177,15 +192,15 @@ class StyleGAN3FastSynthesis(nn.Module):
         dtype: torch.dtype = torch.float16,  # the half precision of NVIDIA's fp16 layers (or all, mixed=False)
         mixed: bool = True,  # half only where the official code uses fp16
         channels_last: bool = True,  # NHWC activations (what cuDNN's tensor-core kernels read)
-        fir: str = "auto",  # filtered lrelu: "stencil", "triton" (stylegan3_triton.py, no gradient), "auto"
+        fir: str = "auto",  # filtered lrelu: "stencil", "triton" (stylegan3_fused.py, no gradient), "triton-passes", "auto"
         tf32: bool | None = None,  # TF32 convs in the float32 layers (default: with a half dtype, as NVIDIA ships)
     ):
         super().__init__()
         if fir not in FIR_IMPLEMENTATIONS:
             raise ValueError(f"fir must be one of {FIR_IMPLEMENTATIONS}, got {fir!r}")
-        if fir == "triton" and not channels_last:
+        if fir.startswith("triton") and not channels_last:
             raise ValueError("fir='triton' runs on channels-last activations: pass channels_last=True")
-        if fir == "triton" and not triton_available():
+        if fir.startswith("triton") and not triton_available():
             raise ImportError("fir='triton' needs the triton package (pip install triton), or use fir='stencil'")
         self.fir = fir
         # NVIDIA's fp16 path runs its float32 layers' convs with torch's default cuDNN TF32 on;
@@ -217,8 +232,9 @@ class StyleGAN3FastSynthesis(nn.Module):
             where = f"{str(self.dtype).removeprefix('torch.')} in NVIDIA's {half} fp16 layers, float32 in the others"
         fir = {
             "stencil": "float32-accumulating stencils",
-            "triton": "float32-accumulating Triton kernels (stencils where a gradient is recorded)",
-            "auto": "float32-accumulating Triton kernels on CUDA without gradients, stencils otherwise",
+            "triton": "one fused Triton kernel per layer, float32-accumulating (stencils where a gradient is recorded)",
+            "triton-passes": "four float32-accumulating Triton passes (stencils where a gradient is recorded)",
+            "auto": "one fused float32-accumulating Triton kernel per layer on CUDA without gradients, stencils otherwise",
         }[self.fir]
         tf32 = "; TF32 convs in the float32 layers" if self.tf32 and half else ""
         return f"StyleGAN3FastSynthesis: {where}{tf32}; filtered leaky ReLU as {fir}"
@@ -230,16 +246,22 @@ class StyleGAN3FastSynthesis(nn.Module):
         w = layer.weight.detach().double()
         if not torgb:
             w = w * w.square().mean([1, 2, 3], keepdim=True).rsqrt()
-        self.register_buffer(f"w{i}", (w * plan.scale).to(dt).contiguous(memory_format=self.memory_format))
         self.register_buffer(f"wsq{i}", w.square().sum(dim=[2, 3]).t().float().contiguous())  # [I, O]
-        self.register_buffer(f"b{i}", layer.bias.detach().float().clone())
+        w = F.pad(w, [0, 0, 0, 0, 0, plan.c_in_p - plan.c_in, 0, plan.c_out_p - plan.c_out])  # aligned()
+        self.register_buffer(f"w{i}", (w * plan.scale).to(dt).contiguous(memory_format=self.memory_format))
+        self.register_buffer(f"b{i}", F.pad(layer.bias.detach().float(), [0, plan.c_out_p - plan.c_out]))
         self.register_buffer(f"gain{i}", layer.magnitude_ema.detach().double().rsqrt().float())
         if not torgb:  # the down filter as a depthwise conv weight (correlation taps) for eager
             fd = torch.ones(1) if layer.down_filter is None else layer.down_filter.detach().float()
             kd = fd.flip(list(range(fd.ndim))).cpu()
-            self.register_buffer(f"kd{i}", kd.expand(plan.c_out, 1, *kd.shape).contiguous())
+            self.register_buffer(f"kd{i}", kd.expand(plan.c_out_p, 1, *kd.shape).contiguous())
             self.register_buffer(f"up_taps{i}", torch.from_numpy(plan.g_array).float())  # Triton kernels
             self.register_buffer(f"down_taps{i}", torch.from_numpy(plan.kd_array).float())
+            plan.fused = None  # float32 layers: the four passes, exact (and 2.5x faster than tf32x3 products there)
+            if self.triton and dt != torch.float32:  # the fused kernel's tiles and filter matrices (stylegan3_fused.py)
+                plan.fused = _TRITON["plan"](plan.g_array, plan.kd_array, plan.down, plan.c_out_p)
+                for name, m in zip(("fu", "fdh", "fdw"), plan.fused.matrices(dt)):
+                    self.register_buffer(f"{name}{i}", m)
 
     def _modconv(self, i: int, plan: _Layer, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Shared-weight conv of the style-scaled input, in the layer's dtype, and the float32
@@ -251,7 +273,8 @@ class StyleGAN3FastSynthesis(nn.Module):
         else:
             s = s * s.square().mean().rsqrt()
             dcoef = (s.square() @ getattr(self, f"wsq{i}") + 1e-8).rsqrt() / plan.scale
-        xs = x * (s * gain).to(x.dtype)[:, :, None, None]
+            dcoef = F.pad(dcoef, [0, plan.c_out_p - plan.c_out], value=1.0)  # the zero channels
+        xs = x * F.pad(s * gain, [0, plan.c_in_p - plan.c_in]).to(x.dtype)[:, :, None, None]
         xs = xs.to(plan.dtype).contiguous(memory_format=self.memory_format)
         if self.tf32 and plan.dtype == torch.float32 and xs.is_cuda:
             cudnn = torch.backends.cudnn
@@ -265,15 +288,20 @@ class StyleGAN3FastSynthesis(nn.Module):
         """The Triton kernels have no backward: the stencils whenever a gradient is recorded."""
         if not self.triton or (torch.is_grad_enabled() and x.requires_grad):
             return False
-        if self.fir == "triton":
+        if self.fir.startswith("triton"):
             return True
         return x.is_cuda and self.channels_last
 
     def _triton_filtered_lrelu(self, i: int, plan: _Layer, y: torch.Tensor, dcoef: torch.Tensor) -> torch.Tensor:
         y = y.contiguous(memory_format=torch.channels_last)
         clamp = -1.0 if plan.clamp is None else float(plan.clamp)
-        args = (getattr(self, f"up_taps{i}"), getattr(self, f"down_taps{i}"), plan.pad_l, plan.t, plan.down)
-        return _TRITON["op"](y, dcoef.contiguous(), getattr(self, f"b{i}"), *args, plan.n_out, clamp)
+        if self.fir == "triton-passes" or plan.fused is None:
+            args = (getattr(self, f"up_taps{i}"), getattr(self, f"down_taps{i}"), plan.pad_l, plan.t, plan.down)
+            return _TRITON["passes"](y, dcoef.contiguous(), getattr(self, f"b{i}"), *args, plan.n_out, clamp)
+        f = plan.fused
+        mats = (getattr(self, f"fu{i}"), getattr(self, f"fdh{i}"), getattr(self, f"fdw{i}"))
+        args = (f.up, f.down, plan.pad_l, plan.n_out, f.step, f.CB, clamp)
+        return _TRITON["op"](y, dcoef.contiguous(), getattr(self, f"b{i}"), *mats, *args)
 
     def _filtered_lrelu(self, i: int, plan: _Layer, x: torch.Tensor) -> torch.Tensor:
         """[N, C, n, n] float32 (bias added) -> [N, C, n_out, n_out] in the layer's dtype."""
@@ -300,7 +328,7 @@ class StyleGAN3FastSynthesis(nn.Module):
         output channel per group, the case cuDNN and oneDNN have kernels for) on the activated
         float32 map, instead of one eager op per tap (144 for config R's radial filter). The
         same sums as the stencils (tests/test_stylegan3_fast.py compares the two)."""
-        k, d, c = getattr(self, f"kd{i}"), plan.down, plan.c_out
+        k, d, c = getattr(self, f"kd{i}"), plan.down, plan.c_out_p
         if plan.radial:
             z = F.conv2d(z, k, stride=d, groups=c)
         else:
@@ -313,6 +341,7 @@ class StyleGAN3FastSynthesis(nn.Module):
         no noise inputs: `noise_mode` is accepted and ignored, as there)."""
         S, S_rest = S.float(), S_rest.float()
         x = self.input(S_rest[:, self.split :])
+        x = F.pad(x, [0, 0, 0, 0, 0, self.plans[0].c_in_p - x.shape[1]])  # aligned()
         for i, plan in enumerate(self.plans):
             src = S_rest if plan.torgb else S
             s = src[:, plan.offset : plan.offset + plan.dim]
@@ -360,5 +389,5 @@ def fir_bytes_per_image(fast: StyleGAN3FastSynthesis) -> float:
         u, v = plan.t * plan.up, plan.n_out
         sizes = [(n, n, b), (u, n, b), (u, n, b), (u, u, b), (u, u, b)]  # (h, w, bytes): reads/writes
         sizes += [(v, v, b)] if plan.radial else [(u, v, b), (u, v, b), (v, v, b)]
-        total += plan.c_out * sum(h * w * e for h, w, e in sizes)
+        total += plan.c_out_p * sum(h * w * e for h, w, e in sizes)
     return total

@@ -1,0 +1,123 @@
+"""Per-layer timing of StyleGAN3's filtered leaky ReLU on the GPU: the fused kernel
+(`stylegan3_fused.py`) at several tile sizes, channels per program and warps, beside the
+four-pass kernels (`stylegan3_triton.py`) measured in the same run, on random inputs of the
+released generators' layer shapes (random weights; only the shapes and filters matter).
+
+    PYTHONPATH=. python benchmarks/sg3_fused_tuning.py --configs t256,r256 --batch 64
+
+Prints, per layer, milliseconds per call of each setting and the sum over the layers; the
+default setting is what `fused_plan` picks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from benchmarks.stylegan3_benchmark import CONFIGS, FIXTURES, official_kwargs, random_generator
+from pipeline_lib.generator import stylegan3_fused
+from pipeline_lib.generator.stylegan3 import StyleGAN3Config
+from pipeline_lib.generator.stylegan3_fast import StyleGAN3FastSynthesis
+from pipeline_lib.generator.stylegan3_triton import filtered_lrelu_op as passes_op
+
+
+def cuda_ms(fn, reps: int = 20) -> float:
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / reps
+
+
+def settings(plan) -> dict:
+    """name -> FusedPlan: the default, the other tile, and channel/warp variations."""
+    g, kd = plan.g_array, plan.kd_array
+    base = stylegan3_fused.fused_plan(g, kd, plan.down, plan.c_out_p)
+    out = {"default": (base, stylegan3_fused.NUM_WARPS)}
+    for tile in (32, 64):
+        for cb in (8, 16):
+            for warps in (4, 8):
+                p = stylegan3_fused.fused_plan(g, kd, plan.down, plan.c_out_p, tile=tile, channels_per_program=cb)
+                out[f"TA{tile} CB{cb} w{warps}"] = (p, warps)
+    return out
+
+
+def run(name: str, batch: int, device, fixtures: Path) -> dict:
+    cfg = StyleGAN3Config.from_official_kwargs(official_kwargs(name, fixtures))
+    G = random_generator(cfg, 0, device)
+    fast = StyleGAN3FastSynthesis(G, torch.float16, True, channels_last=True, fir="triton").to(device)
+    totals: dict[str, float] = {}
+    default_warps = stylegan3_fused.NUM_WARPS
+    for i, plan in enumerate(fast.plans):
+        if plan.torgb or plan.fused is None:  # float32 layers run the four passes
+            continue
+        n = plan.t + plan.j - 1 - plan.pad_l - plan.pad_r
+        C = plan.c_out_p
+        y = torch.randn(batch, C, n, n, device=device).to(plan.dtype).contiguous(memory_format=torch.channels_last)
+        dcoef, bias = torch.rand(batch, C, device=device) + 0.5, torch.randn(C, device=device) * 0.1
+        clamp = -1.0 if plan.clamp is None else float(plan.clamp)
+        up_t, down_t = getattr(fast, f"up_taps{i}"), getattr(fast, f"down_taps{i}")
+        times = {
+            "4 passes": cuda_ms(
+                lambda: passes_op(y, dcoef, bias, up_t, down_t, plan.pad_l, plan.t, plan.down, plan.n_out, clamp)
+            )
+        }
+        want = passes_op(y, dcoef, bias, up_t, down_t, plan.pad_l, plan.t, plan.down, plan.n_out, clamp).float()
+        exact = passes_op(y.float(), dcoef, bias, up_t, down_t, plan.pad_l, plan.t, plan.down, plan.n_out, clamp)
+        rms = exact.square().mean().sqrt().item()
+        rel_rms = {"4 passes": (want - exact).square().mean().sqrt().item() / rms}
+        errs = {}
+        for sname, (fp, warps) in settings(plan).items():
+            mats = [m.to(device) for m in fp.matrices(plan.dtype)]
+            stylegan3_fused.NUM_WARPS = warps
+
+            def call():
+                args = (fp.up, fp.down, plan.pad_l, plan.n_out, fp.step, fp.CB, clamp)
+                return stylegan3_fused.filtered_lrelu(y, dcoef, bias, *mats, *args)
+
+            try:
+                times[sname] = cuda_ms(call)
+                got = call().float()
+                errs[sname] = (got - want).abs().max().item() / max(want.abs().max().item(), 1e-6)
+                rel_rms[sname] = (got - exact).square().mean().sqrt().item() / rms
+            except Exception as exc:  # a setting that does not compile (registers, shared memory)
+                times[sname] = float("nan")
+                errs[sname] = f"{type(exc).__name__}: {str(exc)[:80]}"
+        stylegan3_fused.NUM_WARPS = default_warps
+        for k, v in times.items():
+            totals[k] = totals.get(k, 0.0) + v
+        best = min((k for k in times if k != "4 passes" and times[k] == times[k]), key=times.get)
+        print(
+            f"{name} L{i} n {n}->{plan.n_out} C {C} up {plan.up} {str(plan.dtype)[6:]}: 4 passes "
+            f"{times['4 passes']:.2f} ms, default {times['default']:.2f} ms (rel err {errs['default']}), "
+            f"best {best} {times[best]:.2f} ms; rms error vs float32 of the same input: 4 passes "
+            f"{rel_rms['4 passes']:.1e}, fused {rel_rms.get('default', float('nan')):.1e}",
+            flush=True,
+        )
+    print(f"== {name} batch {batch}, sum over layers (ms):")
+    for k, v in sorted(totals.items(), key=lambda kv: kv[1]):
+        print(f"   {k:>20}: {v:8.2f}")
+    return totals
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", default="t256,r256")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--fixtures", type=Path, default=FIXTURES)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    device = torch.device("cuda")
+    result = {name: run(name, args.batch, device, args.fixtures) for name in args.configs.split(",") if name in CONFIGS}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
