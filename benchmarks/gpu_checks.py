@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root (pipeline_lib, benchmarks)
 
 from pipeline_lib import load_generator  # noqa: E402
 from pipeline_lib.dataset.store import open_faces  # noqa: E402
@@ -46,18 +46,28 @@ def main(fixtures: Path) -> None:
         f"PSNR {psnr(fast_bf16, cases['img']):.1f} dB"
     )
     print("GPU fixture checks:", "PASS" if worst < 1e-4 else "FAIL")
-    determinism(device)
+    G = init_random_generator(GeneratorConfig(), seed=0, w_avg_samples=1000).to(device)
+    determinism(device, G, "StyleGAN2 paper256", 2048, 256, ((512, 256), (1024, 1024), (2048, 512)))
+    sg3 = fixtures.parent / "stylegan3_ref"
+    if sg3.is_dir():  # the released T-256 shapes, random weights: the fused Triton kernels and cuDNN
+        from benchmarks.stylegan3_benchmark import official_kwargs, random_generator
+        from pipeline_lib.generator.stylegan3 import StyleGAN3Config
+
+        G3 = random_generator(StyleGAN3Config.from_official_kwargs(official_kwargs("t256", sg3)), 0, device)
+        determinism(device, G3, "StyleGAN3-T 256", 512, 64, ((128, 64), (256, 256), (512, 128)))
+    else:
+        print(f"StyleGAN3 determinism: skipped ({sg3} not found)")
 
 
-def determinism(device, n=2048) -> None:
-    """Same faces whatever the shard and batch sizes, on the GPU, for each synthesis variant."""
+def determinism(device, G, label: str, n: int, chunk: int, sizes) -> None:
+    """Same faces whatever the shard and batch sizes ((shard, batch) pairs), on the GPU, for each
+    synthesis variant (CUDA graph or compiled)."""
     import tempfile
 
-    G = init_random_generator(GeneratorConfig(), seed=0, w_avg_samples=1000).to(device)
     for compile_ in (False, True):
-        settings = SynthesisSettings.defaults(global_seed=5, truncation_psi=0.7, chunk_size=256, compile=compile_)
+        settings = SynthesisSettings.defaults(global_seed=5, truncation_psi=0.7, chunk_size=chunk, compile=compile_)
         datasets = []
-        for shard_size, batch_size in ((512, 256), (1024, 1024), (2048, 512)):
+        for shard_size, batch_size in sizes:
             folder = Path(tempfile.mkdtemp())
             paths = []
             for i, (a, b) in enumerate(shard_ranges(n, shard_size)):
@@ -67,9 +77,10 @@ def determinism(device, n=2048) -> None:
             with open_faces(folder / "faces.h5") as f:
                 datasets.append({k: f[k][()] for k in ("z", "w", "styles", "images")})
         same = all(np.array_equal(datasets[0][k], d[k]) for d in datasets[1:] for k in datasets[0])
+        shards, batches = "/".join(str(a) for a, _ in sizes), "/".join(str(b) for _, b in sizes)
         print(
-            f"GPU determinism ({'compiled' if compile_ else 'CUDA graph'} bf16, shard sizes 512/1024/2048, "
-            f"batch sizes 256/1024/512): {'PASS, bit-identical' if same else 'FAIL'}"
+            f"GPU determinism, {label} ({'compiled' if compile_ else 'eager or CUDA graph'}, {settings.dtype}, "
+            f"shard sizes {shards}, batch sizes {batches}): {'PASS, bit-identical' if same else 'FAIL'}"
         )
 
 

@@ -3,7 +3,9 @@
 Every `evaluate_variant` and `ablation` job compares its edited faces with the same real faces
 (all of FFHQ256: 70,000 images); their Inception features are a cached target of their own
 (`<results>/fid/real_features.h5`, rule `real_features`), so each job only runs Inception on its
-own edits. The arithmetic is torch-fidelity's (its TF-compatible Inception, `fid_statistics_to_
+own edits. The same file holds the real side's FID statistics (mean and covariance: a 2048 x
+2048 covariance of 70,000 rows, which each job would otherwise recompute; `statistics_b` of
+`fid_kid`). The arithmetic is torch-fidelity's (its TF-compatible Inception, `fid_statistics_to_
 metric`, `kid_features_to_metric`), so the numbers equal `metrics.compute_fid` on the same
 images (tests/test_fid_cache.py checks this within 1e-3 relative).
 
@@ -93,20 +95,30 @@ def _nchw_batches(images, batch_size: int, device: torch.device):
         yield images[a : a + batch_size].to(device).permute(0, 3, 1, 2).contiguous()
 
 
+def feature_statistics(features) -> dict:
+    """{"mu", "sigma"}: torch-fidelity's FID statistics (float64 mean and covariance) of [N, D] features."""
+    from torch_fidelity import metric_fid
+
+    return metric_fid.fid_features_to_statistics(torch.from_numpy(np.asarray(features)))
+
+
 def fid_kid(
     features_a: np.ndarray,
     features_b: np.ndarray,
     kid_subset_size: int = KID_SUBSET_SIZE,
     kid_subsets: int = KID_SUBSETS,
+    statistics_b: dict | None = None,
 ) -> dict:
-    """FID and KID between two feature sets, with torch-fidelity's formulas and defaults."""
+    """FID and KID between two feature sets, with torch-fidelity's formulas and defaults;
+    `statistics_b`: b's `feature_statistics` if already known (the cached real faces')."""
     import torch_fidelity
     from torch_fidelity import metric_fid, metric_kid
 
     a, b = torch.from_numpy(np.asarray(features_a)), torch.from_numpy(np.asarray(features_b))
-    fid = metric_fid.fid_statistics_to_metric(
-        metric_fid.fid_features_to_statistics(a), metric_fid.fid_features_to_statistics(b), False
-    )[torch_fidelity.KEY_METRIC_FID]
+    stats_b = feature_statistics(features_b) if statistics_b is None else statistics_b
+    fid = metric_fid.fid_statistics_to_metric(feature_statistics(features_a), stats_b, False)[
+        torch_fidelity.KEY_METRIC_FID
+    ]
     subset = int(min(kid_subset_size, len(a), len(b)))
     kid = metric_kid.kid_features_to_metric(a, b, kid_subset_size=subset, kid_subsets=kid_subsets, verbose=False)
     return {
@@ -133,8 +145,11 @@ def write_real_features(images_path, weights_path, out_path, device="cpu", batch
     with open_h5(images_path, "the attribute faces") as f:
         features = inception_features(faces.all_images(f), weights_path, device, batch_size)
     source = file_fingerprint(images_path)
+    statistics = feature_statistics(features.astype(np.float64))
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
         out.create_dataset("features", data=features.astype(np.float64))
+        for name, value in statistics.items():  # "mu", "sigma"
+            out.create_dataset(name, data=value)
         out.attrs.update(
             {
                 "format": FORMAT,
@@ -150,8 +165,10 @@ def write_real_features(images_path, weights_path, out_path, device="cpu", batch
     return {"faces": len(features)}
 
 
-def read_real_features(path, images_path) -> np.ndarray:
-    """The cached features, after checking they were computed from `images_path` as it is now."""
+def read_real(path, images_path) -> tuple[np.ndarray, dict]:
+    """(features, their FID statistics) from the cached file, after checking it was computed from
+    `images_path` as it is now. A file written before the statistics were cached with the
+    features gets them computed here."""
     source = file_fingerprint(images_path)
     with open_h5(path, "the cached Inception features of the real faces", "real_features") as f:
         if f.attrs.get("format") != FORMAT:
@@ -162,4 +179,7 @@ def read_real_features(path, images_path) -> np.ndarray:
                 f"{path} holds the features of another version of {images_path}; rerun the real_features rule "
                 "(snakemake --forcerun real_features)"
             )
-        return f["features"][()]
+        features = f["features"][()]
+        if "mu" in f and "sigma" in f:
+            return features, {"mu": f["mu"][()], "sigma": f["sigma"][()]}
+    return features, feature_statistics(features)

@@ -13,7 +13,7 @@ from pipeline_lib.encoders import build_encoder
 from pipeline_lib.encoders.inference import EncoderRunner
 from pipeline_lib.evaluation import sparsity
 from pipeline_lib.evaluation.edits import edit_grid_images, evaluate, metrics_record, style_offsets
-from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real_features, write_real_features
+from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real, write_real_features
 from pipeline_lib.generator import load_generator
 from pipeline_lib.mref import load_mapper
 from pipeline_lib.provenance import write_job_provenance
@@ -93,7 +93,8 @@ def evaluate_edits(
     record = metrics_record(values, detectors)
     fid_weights = files["fid_inception"]
     edited_features = inception_features(edited, fid_weights, torch_device, ev.batch_size)
-    record["fid"] = fid_kid(edited_features, read_real_features(real_features, attribute_faces))
+    real, real_statistics = read_real(real_features, attribute_faces)
+    record["fid"] = fid_kid(edited_features, real, statistics_b=real_statistics)
     record["fid"]["weights_file"] = Path(fid_weights).name
     record.update(
         {

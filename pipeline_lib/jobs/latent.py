@@ -13,7 +13,7 @@ import torch
 from pipeline_lib.atomic import write_json_atomic
 from pipeline_lib.dataset.store import open_faces
 from pipeline_lib.devices import resolve_device
-from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real_features
+from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real
 from pipeline_lib.evaluation.metrics import compute_fid, mean_and_standard_error
 from pipeline_lib.generator import load_generator
 from pipeline_lib.images import to_uint8_hwc
@@ -216,7 +216,7 @@ def sampling_comparison(generator, gaussian, fid_inception, reference, real_feat
     lpips_fn = LpipsLoss(vgg16).to(torch_device) if sc.diversity == "lpips" else None
     z = torch.randn([sc.num_images, G.z_dim], generator=torch.Generator().manual_seed(sc.seed))
     means, stds, numbers = {}, {}, {}
-    real = read_real_features(real_features, reference)  # Inception features of the reference faces, once
+    real, real_statistics = read_real(real_features, reference)  # the reference faces' features, once
     with h5py.File(reference, "r") as ref_file:
         source = STAND_IN.format(split="attribute") if "split/identity" in ref_file else "real (FFHQ)"
     for method in ("raw", "truncation", "log_compression"):
@@ -232,7 +232,9 @@ def sampling_comparison(generator, gaussian, fid_inception, reference, real_feat
         images = np.concatenate(u8)
         x = images.astype(np.float64)
         means[label], stds[label] = x.mean(0), x.std(0)
-        fid = fid_kid(inception_features(images, fid_inception, torch_device, sc.batch), real)
+        fid = fid_kid(
+            inception_features(images, fid_inception, torch_device, sc.batch), real, statistics_b=real_statistics
+        )
         numbers[label] = {"method": method, "fid": fid["fid"], "kid": fid["kid"],
                           "diversity": float(np.concatenate(div).mean()), "fid_record": fid}  # fmt: skip
     what = (

@@ -15,7 +15,7 @@ from pipeline_lib.devices import resolve_device
 from pipeline_lib.editing import AttributeFaces, layers_mask
 from pipeline_lib.encoders import build_encoder
 from pipeline_lib.evaluation.edits import draw_pairs, metrics_record
-from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real_features
+from pipeline_lib.evaluation.fid import fid_kid, inception_features, read_real
 from pipeline_lib.evaluation.metrics import expression_distance, identity_similarity, pose_error
 from pipeline_lib.generator import load_generator
 from pipeline_lib.images import from_uint8_hwc, to_uint8_hwc
@@ -76,7 +76,8 @@ def edit_real_faces(model, identities, attribute_faces, real_features, generator
         edited_all.append(to_uint8_hwc(edited).cpu().numpy())
     record = metrics_record({k: np.concatenate(v) for k, v in per_pair.items()}, enc.detectors)
     edited_features = inception_features(np.concatenate(edited_all), files["fid_inception"], dev, ev.batch_size)
-    record["fid"] = fid_kid(edited_features, read_real_features(real_features, attribute_faces))
+    real, real_statistics = read_real(real_features, attribute_faces)
+    record["fid"] = fid_kid(edited_features, real, statistics_b=real_statistics)
     record.update({"row": ROW_LABEL, "num_pairs": int(len(ids)), "seed": ev.seed, "model": str(model),
                    "identity_source": ident["attrs"]["source"], "projection_run": run_name,
                    "attribute_source": attributes.source, "num_identities": int(len(targets))})  # fmt: skip
