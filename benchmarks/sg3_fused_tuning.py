@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.stylegan3_benchmark import CONFIGS, FIXTURES, official_kwargs, random_generator
+from benchmarks.synthesis_precision import timed
 from pipeline_lib.generator import stylegan3_fused
 from pipeline_lib.generator.stylegan3 import StyleGAN3Config
 from pipeline_lib.generator.stylegan3_fast import StyleGAN3FastSynthesis
@@ -24,15 +25,9 @@ from pipeline_lib.generator.stylegan3_triton import filtered_lrelu_op as passes_
 
 
 def cuda_ms(fn, reps: int = 20) -> float:
+    """Milliseconds per call after one warm-up call (synthesis_precision.timed: CUDA events)."""
     fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
+    return 1e3 * timed(fn, reps, torch.device("cuda"))
 
 
 def settings(plan) -> dict:

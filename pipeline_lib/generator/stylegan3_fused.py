@@ -41,13 +41,7 @@ import torch
 import triton
 import triton.language as tl
 
-
-@triton.jit
-def _act(z, clamp, HAS_CLAMP: tl.constexpr):
-    a = tl.where(z >= 0, z, z * 0.2) * 1.4142135623730951
-    if HAS_CLAMP:
-        a = tl.minimum(tl.maximum(a, -clamp), clamp)
-    return a
+from pipeline_lib.generator.stylegan3_triton import _act  # leaky ReLU x sqrt 2, then the clamp
 
 
 @triton.jit
