@@ -17,8 +17,8 @@ kd[a - down o] are the same for every tile, because a tile's first up-sampled ro
 multiple of `up`; they are built once per layer (`FusedPlan`). The separable down filter is
 rank 1 (Dh = Dw); config R's radial 2-D filter is a sum of `rank` separable ones, from its
 singular value decomposition in float64, cut where the singular values fall below 1e-7 of the
-largest (its singular values fall to 1e-8 after three or four: the sum equals the 2-D filter to
-float32 rounding; the fixture R layers need three).
+largest: the released R-256's twelve radial layers need 3 to 5 terms, which equal the 2-D
+filter to 1.6e-8 of its largest tap (the fixture's R layers: 3).
 
 Arithmetic: half layers multiply half operands (the tile, the up-sampled map before and after
 the activation, the filter matrices) with float32 accumulation, as the stencils store their
