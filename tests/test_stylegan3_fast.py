@@ -120,3 +120,23 @@ def test_compiled_layer_equals_eager():
     compiled = torch.compile(functools.partial(fast._filtered_lrelu, i, plan), dynamic=False)(x)  # by stencils
     assert compiled.shape == (2, plan.c_out, spec.out_size, spec.out_size)
     assert max_err(compiled, eager) < 1e-5
+
+
+def test_tf32_conv_op_equals_conv2d_and_compiles_without_a_graph_break():
+    """`conv2d_tf32` (the float32 layers' conv on CUDA) is F.conv2d, forward and backward, and a
+    compiled function calling it is one graph (fullgraph=True raises on a break): the flags
+    context manager it replaces broke the compiled forward once per float32 layer."""
+    from pipeline_lib.generator.tf32_conv import conv2d_tf32
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 9, 9, generator=gen).contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(6, 5, 3, 3, generator=gen).requires_grad_()
+    got = conv2d_tf32(x, w, 2)
+    want = torch.nn.functional.conv2d(x, w, padding=2)
+    assert torch.allclose(got, want, atol=1e-5) and got.shape == (2, 6, 11, 11)
+    g = torch.randn(got.shape, generator=gen)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(torch.autograd.grad(got, (x, w), g),
+                                                                  torch.autograd.grad(want, (x, w), g)))  # fmt: skip
+    compiled = torch.compile(lambda a, b: conv2d_tf32(a * 2, b, 1).relu(), fullgraph=True, backend="eager")
+    with torch.no_grad():
+        assert torch.allclose(compiled(x, w), torch.nn.functional.conv2d(x * 2, w, padding=1).relu(), atol=1e-5)

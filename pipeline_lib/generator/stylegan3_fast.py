@@ -60,6 +60,7 @@ from torch import nn
 
 from pipeline_lib.generator.stylegan3 import StyleGAN3Generator
 from pipeline_lib.generator.stylegan3_layers import StyleGAN3LayerSpec
+from pipeline_lib.generator.tf32_conv import conv2d_tf32
 
 LRELU_SLOPE, LRELU_GAIN = 0.2, math.sqrt(2)
 CHANNEL_ALIGN = 8  # channels padded (zero weights) to a multiple: the released 362/181/91 are not
@@ -276,12 +277,8 @@ class StyleGAN3FastSynthesis(nn.Module):
             dcoef = F.pad(dcoef, [0, plan.c_out_p - plan.c_out], value=1.0)  # the zero channels
         xs = x * F.pad(s * gain, [0, plan.c_in_p - plan.c_in]).to(x.dtype)[:, :, None, None]
         xs = xs.to(plan.dtype).contiguous(memory_format=self.memory_format)
-        if self.tf32 and plan.dtype == torch.float32 and xs.is_cuda:
-            cudnn = torch.backends.cudnn
-            with cudnn.flags(
-                enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=True
-            ):
-                return F.conv2d(xs, getattr(self, f"w{i}"), padding=plan.k - 1), dcoef
+        if self.tf32 and plan.dtype == torch.float32 and xs.is_cuda:  # one op: no graph break (tf32_conv.py)
+            return conv2d_tf32(xs, getattr(self, f"w{i}"), plan.k - 1), dcoef
         return F.conv2d(xs, getattr(self, f"w{i}"), padding=plan.k - 1), dcoef
 
     def _use_triton(self, x: torch.Tensor) -> bool:
