@@ -1,0 +1,562 @@
+"""Two GPUs for real (issue 17), in one command: NCCL training against one GPU, a SIGKILL and a
+resume under torchrun, and two dataset shard jobs sharing the machine, each figure printed
+beside its one-GPU baseline from the same run.
+
+    PYTHONPATH=. python benchmarks/two_gpu_check.py --time-budget 480 --out $OUT/two_gpu
+    PYTHONPATH=. python benchmarks/two_gpu_check.py --smoke --out /tmp/two_gpu   # CPU, gloo, tiny
+
+In order, each in fresh processes started as the rules' scripts start them:
+  dataset   the faces with one shard job (`--resources gpu=1`, the baseline), then with two shard
+            jobs at once (`--resources gpu=2`, `dataset.num_shards: 2`): each job's device line
+            (GPU UUID, CUDA_VISIBLE_DEVICES, pid; pipeline_lib.devices.describe_device) and the
+            GPUs `nvidia-smi --query-compute-apps` saw its pid on; the merged faces compared
+            dataset by dataset (sha256 of the bytes). `--runner snakemake` (the default where
+            snakemake is importable) runs `snakemake --profile profiles/local-gpu`; `--runner
+            jobs` the same job functions, at most N at once, without snakemake;
+  training  `train_mref`'s job (start_training) with `training.gpus` 1 and 2 at the same global
+            batch, float32 eager, on random weights of the real shapes (paper256 generator,
+            IR-SE50, 3DDFA MobileNet-1.0) and the faces above: the loss curves and final weights
+            compared, steps/s after the first step, and which GPU each rank ran on;
+  kill      the two-GPU job again, SIGKILLed with its whole process group once a checkpoint
+            exists and steps beyond it are logged, then rerun: it must resume from the
+            checkpoint, log every step exactly once and end where the uninterrupted run ended;
+  compiled  (time permitting) the product's settings (bf16, torch.compile): two GPUs (DDP, no
+            CUDA graphs) beside one GPU (CUDA graphs), first step (the compile) and steps/s.
+Every process runs in its own session and is killed with its children when its share of
+`--time-budget` is spent. The JSON (`--out`/two_gpu.json) holds every figure and summary rows
+(bench_summary.py); each job's log is kept beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+
+from bench_summary import Target, summary_row  # noqa: E402
+
+# The DDP tolerance of tests/test_training.py::test_two_processes_under_torchrun_match_one_process:
+# final weights within a tenth of one Adam step (atol 1e-4 at lr 1e-3), loss curves within 1e-4 relative.
+WEIGHT_TOL_LR = 0.1
+LOSS_RTOL = 1e-4
+LOSS_TERMS = ("total", "identity", "landmark", "euler", "reconstruction", "style_nll")
+ENCODERS = {"landmarks": {"train": "3ddfa_mb1", "eval": "3ddfa_mb1"}, "identity": "arcface_ir_se50",
+            "attribute": "inception_v3"}  # fmt: skip
+WEIGHT_FILES = ("arcface_ir_se50", "tddfa_mb1", "tddfa_param_mean_std", "bfm_68_landmarks", "inception_v3_imagenet")
+DEVICE_LINE = re.compile(r"(?:process (\d+) of (\d+) on|device) (\S+) \[(.*?)\]")
+RATE_LINE = re.compile(r"(\d+) steps in ([\d.]+) s \(([\d.]+) steps/s; first step ([\d.]+) s, the others ([\d.]+|-)")
+RESUME_LINE = re.compile(r"resuming \S+ from \S+ \(step (\d+) of (\d+)\)")
+
+
+# -- comparisons (tests/test_two_gpu_check.py) --------------------------------------------------
+
+
+def read_rows(csv_path) -> list[dict]:
+    with open(csv_path, newline="") as fh:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def compare_curves(a: list[dict], b: list[dict]) -> dict:
+    """Two runs' loss curves step by step: judged on the total loss (LOSS_RTOL relative), with the
+    largest relative difference of each term beside it. A single term can differ far more, in
+    relative terms, where it is proportional to the distance trained (L_rec near dS = 0): it is
+    then as far apart as the weights are. NaN in both (L_rec on cross steps) agrees."""
+    steps_a, steps_b = [int(r["step"]) for r in a], [int(r["step"]) for r in b]
+    terms = {}
+    for term in LOSS_TERMS:
+        worst = 0.0
+        for ra, rb in zip(a, b):
+            x, y = ra[term], rb[term]
+            if math.isnan(x) and math.isnan(y):
+                continue
+            d = abs(x - y) if math.isfinite(x) and math.isfinite(y) else math.inf
+            worst = max(worst, d / max(abs(x), abs(y), 1e-30) if d else 0.0)
+        terms[term] = worst
+    total_abs = max((abs(ra["total"] - rb["total"]) for ra, rb in zip(a, b)), default=math.inf)
+    ok = steps_a == steps_b and len(steps_a) > 0 and terms["total"] <= LOSS_RTOL
+    return {"same_steps": steps_a == steps_b, "steps": len(steps_a), "max_rel": terms["total"],
+            "max_abs": total_abs, "max_rel_per_term": terms, "ok": ok}  # fmt: skip
+
+
+def every_step_once(rows: list[dict], num_steps: int) -> bool:
+    return [int(r["step"]) for r in rows] == list(range(num_steps))
+
+
+def compare_weights(path_a, path_b, lr: float) -> dict:
+    """Largest difference of the two M_refs' weights, also in Adam steps (units of lr)."""
+    from pipeline_lib.mref import load_mapper
+
+    a, b = load_mapper(path_a)[0].state_dict(), load_mapper(path_b)[0].state_dict()
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    moved = max(float(v.abs().max()) for k, v in a.items() if k.startswith("head"))
+    return {"max_abs": diff, "in_lr": diff / lr, "head_moved": moved, "ok": diff <= WEIGHT_TOL_LR * lr}
+
+
+def hdf5_digests(path) -> dict:
+    """sha256 of every dataset's bytes in an HDF5 file (virtual datasets read through)."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.update({name: hashlib.sha256(obj[()].tobytes()).hexdigest()})
+                     if isinstance(obj, h5py.Dataset) else None)  # fmt: skip
+    return out
+
+
+def device_lines(log_text: str) -> list[dict]:
+    """The device lines of a job's log: rank (None for a one-process job), device, GPU UUID,
+    CUDA_VISIBLE_DEVICES and pid."""
+    found = []
+    for m in DEVICE_LINE.finditer(log_text):
+        info = m.group(4)
+        uuid = re.search(r"uuid (\S+?);", info)
+        visible = re.search(r"CUDA_VISIBLE_DEVICES=([^;]*)", info)
+        pid = re.search(r"pid (\d+)", info)
+        found.append({"rank": int(m.group(1)) if m.group(1) else None, "device": m.group(3), "info": info,
+                      "uuid": uuid and uuid.group(1), "visible": visible and visible.group(1),
+                      "pid": pid and int(pid.group(1))})  # fmt: skip
+    return found
+
+
+def distinct_devices(lines: list[dict]) -> bool | None:
+    """Whether the processes ran on different GPUs (None on the CPU, where it has no meaning)."""
+    if not lines or any(x["uuid"] is None for x in lines):
+        return None
+    return len({x["uuid"] for x in lines}) == len(lines)
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+class GpuWatcher:
+    """`nvidia-smi --query-compute-apps` every half second: which pids held which GPU, when."""
+
+    def __init__(self):
+        self.samples: list[tuple[float, list[tuple[int, str, int]]]] = []
+        self.enabled = shutil.which("nvidia-smi") is not None
+        self._stop = threading.Event()
+        if self.enabled:
+            threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        cmd = ["nvidia-smi", "--query-compute-apps=pid,gpu_uuid,used_memory", "--format=csv,noheader,nounits"]
+        while not self._stop.wait(0.5):
+            try:
+                text = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+            except (OSError, subprocess.SubprocessError):
+                continue
+            apps = []
+            for line in text.splitlines():
+                parts = [p.strip() for p in line.split(",")]
+                if len(parts) == 3 and parts[0].isdigit():
+                    apps.append((int(parts[0]), parts[1], int(parts[2]) if parts[2].isdigit() else -1))
+            self.samples.append((time.time(), apps))
+
+    def gpus_of(self, pid: int, since: float = 0.0) -> dict:
+        """{GPU UUID: largest MiB seen} of one pid after `since`."""
+        seen: dict = {}
+        for t, apps in self.samples:
+            for p, uuid, mib in apps:
+                if p == pid and t >= since:
+                    seen[uuid] = max(seen.get(uuid, 0), mib)
+        return seen
+
+    def together(self, pids: list[int], since: float = 0.0) -> bool:
+        """Whether one sample saw every pid at once, each on a GPU of its own."""
+        for t, apps in self.samples:
+            where = {p: u for p, u, _ in apps if p in pids}
+            if t >= since and len(where) == len(pids) and len(set(where.values())) == len(pids):
+                return True
+        return False
+
+    def stop(self):
+        self._stop.set()
+
+
+def descendants(pid: int) -> list[int]:
+    from all_stages import descendants as below
+
+    return below(pid)
+
+
+def run_process(argv, log_path: Path, timeout: float, kill_when=None, grace: float = 10.0) -> dict:
+    """Run argv in its own session, output to log_path; SIGKILL its whole group when
+    `kill_when()` turns true or `timeout` passes. Returns rc, seconds, killed, timed_out, and after
+    a kill the processes still running `grace` seconds later (then killed one by one)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
+        killed = timed_out = False
+        while proc.poll() is None:
+            if time.time() - t0 > timeout:
+                timed_out = True
+            elif kill_when is not None and kill_when():
+                killed = True
+            if killed or timed_out:
+                group = [proc.pid, *descendants(proc.pid)]
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                t_kill = time.time()
+                while time.time() - t_kill < grace and any(_running(p) for p in group):
+                    time.sleep(0.1)
+                left = [p for p in group if _running(p)]
+                for p in left:  # torchrun's workers have sessions of their own: the group kill misses them
+                    os.kill(p, signal.SIGKILL)
+                return {"rc": None, "seconds": time.time() - t0, "killed": killed, "timed_out": timed_out,
+                        "pids": group, "alive_after_kill": left, "gone_after_s": time.time() - t_kill}  # fmt: skip
+            time.sleep(0.1)
+    return {"rc": proc.returncode, "seconds": time.time() - t0, "killed": False, "timed_out": False}
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def snakemake_works() -> bool:
+    """Whether `python -m snakemake` runs here (its wheels may be half-installed on a device)."""
+    if importlib.util.find_spec("snakemake") is None:
+        return False
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--version"], capture_output=True, timeout=120)
+    return proc.returncode == 0
+
+
+# -- the phases -----------------------------------------------------------------------------
+
+
+def build_weights(work: Path, smoke: bool) -> tuple[Path, dict]:
+    from pipeline_lib.encoders.random_weights import random_weights_file
+    from pipeline_lib.generator import save_generator
+    from pipeline_lib.generator.stylegan2 import GeneratorConfig, init_random_generator
+    from pipeline_lib.weights.registry import REGISTRY
+
+    cfg = GeneratorConfig(z_dim=16, w_dim=16, channel_base=2048, channel_max=8) if smoke else GeneratorConfig()
+    gen = work / "generator.pt"
+    save_generator(init_random_generator(cfg, seed=0, w_avg_samples=1000), gen)
+    files = {name: str(work / REGISTRY[name].filename) for name in WEIGHT_FILES}
+    for name, path in files.items():
+        random_weights_file(name, path, seed=0)
+    return gen, files
+
+
+def dataset_phase(args, gen: Path, work: Path, watcher: GpuWatcher, report: dict) -> Path:
+    from dataset_e2e_benchmark import run_jobs, run_snakemake
+
+    from pipeline_lib.settings import load_config
+
+    n = args.faces
+    ds = load_config()["dataset"] | {"num_identity": n * 3 // 4, "num_attribute": n - n * 3 // 4}
+    if args.smoke:
+        ds |= {"chunk_size": 4, "batch_size": 4, "dtype": "float32", "compile": False}
+    runs = {}
+    for gpus in (1, 2):
+        results = work / f"dataset_{gpus}gpu"
+        cfg = ds | {"num_shards": gpus}
+        print(f"dataset: {n} faces, {gpus} shard job(s) at once, runner {args.runner} ...", flush=True)
+        t0 = time.time()
+        if args.runner == "snakemake":
+            run_snakemake(gen, results, cfg, args.device, work, args.smoke, gpus=gpus)
+        else:
+            run_jobs(gen, results, cfg, args.device, parallel=gpus)
+        jobs = []
+        for log in sorted((results / "logs" / "synthesize_shard").glob("*.log")):
+            text = log.read_text()
+            stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)", text, re.M)
+            lines = device_lines(text)
+            pid = lines[0]["pid"] if lines else None
+            jobs.append({"log": str(log), "device": lines[0] if lines else None, "first_log": stamps[0] if stamps
+                         else None, "last_log": stamps[-1] if stamps else None,
+                         "nvidia_smi": watcher.gpus_of(pid, t0) if pid else {}})  # fmt: skip
+            shutil.copy(log, args.out / f"dataset_{gpus}gpu_{log.name}")
+        pids = [j["device"]["pid"] for j in jobs if j["device"]]
+        runs[gpus] = {"seconds": time.time() - t0, "jobs": jobs, "faces": str(results / "dataset" / "faces.h5"),
+                      "distinct": distinct_devices([j["device"] for j in jobs if j["device"]]),
+                      "overlap_s": _overlap([(j["first_log"], j["last_log"]) for j in jobs]),
+                      "nvidia_smi_together": watcher.together(pids, t0) if watcher.enabled else None}  # fmt: skip
+        for j in jobs:
+            print(f"  job {Path(j['log']).name}: {j['device'] and j['device']['info']}; nvidia-smi {j['nvidia_smi']}",
+                  flush=True)  # fmt: skip
+        print(f"  {runs[gpus]['seconds']:.1f} s; log overlap {runs[gpus]['overlap_s']:.1f} s", flush=True)
+    a, b = hdf5_digests(runs[1]["faces"]), hdf5_digests(runs[2]["faces"])
+    report["dataset"] = {"runs": runs, "runner": args.runner, "faces": n,
+                         "identical": {k: a[k] == b.get(k) for k in a}, "datasets_only_in_2gpu": sorted(set(b) - set(a))}  # fmt: skip
+    print(f"  1 vs 2 GPUs, same bytes: {report['dataset']['identical']}", flush=True)
+    return Path(runs[1]["faces"])
+
+
+def _overlap(spans) -> float:
+    """Seconds during which every job was running (from their logs' first and last lines)."""
+    from datetime import datetime
+
+    if len(spans) < 2 or any(a is None for a, _ in spans):
+        return 0.0
+    parse = [
+        (datetime.strptime(a, "%Y-%m-%d %H:%M:%S,%f"), datetime.strptime(b, "%Y-%m-%d %H:%M:%S,%f")) for a, b in spans
+    ]
+    return max(0.0, (min(b for _, b in parse) - max(a for a, _ in parse)).total_seconds())
+
+
+ANNOTATE = """
+import json, sys
+from pipeline_lib.logs import configure
+configure()
+from pipeline_lib.dataset.annotation import annotate_faces
+from pipeline_lib.dataset.statistics import compute_style_stats
+from pipeline_lib.devices import resolve_device
+from pipeline_lib.encoders import build_encoder
+a = json.loads(sys.argv[1])
+dev, files = resolve_device(a["device"]), a["files"]
+annotate_faces(a["faces"], a["annotations"], {"3ddfa_mb1": build_encoder("3ddfa_mb1", files, dev)},
+               build_encoder("arcface_ir_se50", files, dev), build_encoder("inception_v3", files, dev),
+               a["batch"], dev, progress=False)
+compute_style_stats(a["faces"], a["stats"])
+"""
+
+TRAIN = """
+import json, sys
+from pipeline_lib.logs import configure
+configure()
+from pipeline_lib.training.launch import start_training
+start_training(**json.loads(sys.argv[1]))
+"""
+
+
+def training_cfg(args, gpus: int, compiled: bool) -> dict:
+    from pipeline_lib.settings import load_config
+
+    steps = args.compiled_steps if compiled else args.steps
+    cfg = load_config()["training"] | {"gpus": gpus, "num_steps": steps, "log_every": args.log_every,
+                                       "checkpoint_every": max(1, args.steps // 3), "sample_every": steps,
+                                       "precision": "bfloat16" if compiled else "float32", "compile": compiled}  # fmt: skip
+    if args.smoke:
+        cfg |= {"batch_size": 2, "hidden": [32]}
+    return cfg
+
+
+def train_run(args, inputs, name: str, cfg: dict, watcher, timeout: float, kill_when=None, log_name=None) -> dict:
+    """One `train_mref` job into work/<name>, its output in <out>/train_<log_name or name>.log."""
+    out = args.work / name / "mref.pt"
+    job = dict(inputs, out_path=str(out), training_cfg=cfg, variant=args.variant, device_name=args.device)
+    log = args.out / f"train_{log_name or name}.log"
+    t0 = time.time()
+    print(f"training {name}: {cfg['gpus']} GPU(s), {cfg['num_steps']} steps, batch {cfg['batch_size']}, "
+          f"{cfg['precision']}, compile {cfg['compile']} (limit {timeout:.0f} s) ...", flush=True)  # fmt: skip
+    res = run_process([sys.executable, "-c", TRAIN, json.dumps(job)], log, timeout, kill_when)
+    text = log.read_text(errors="replace")
+    rate = RATE_LINE.findall(text)
+    res.update(
+        out=str(out), log=str(log), devices=device_lines(text), resumed=[int(m[0]) for m in RESUME_LINE.findall(text)]
+    )
+    res["distinct"] = distinct_devices([d for d in res["devices"] if d["rank"] is not None])
+    res["nvidia_smi"] = {d["pid"]: watcher.gpus_of(d["pid"], t0) for d in res["devices"] if d["pid"]}
+    if rate:
+        steps, total, _, first, later = rate[-1]
+        res.update(steps_run=int(steps), loop_s=float(total), first_step_s=float(first),
+                   steps_per_s=float(later) if later != "-" else None)  # fmt: skip
+    if res["rc"] not in (0, None) or res["timed_out"]:
+        print("\n".join(text.splitlines()[-25:]), flush=True)
+    csv_path = out.parent / "logs" / "losses.csv"
+    res["rows"] = read_rows(csv_path) if csv_path.exists() else []
+    print(f"  rc {res['rc']}, {res['seconds']:.1f} s, steps/s after the first {res.get('steps_per_s')}, first step "
+          f"{res.get('first_step_s')} s; ranks {[(d['rank'], d['device'], d['uuid']) for d in res['devices']]}", flush=True)  # fmt: skip
+    return res
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="folder: two_gpu.json and every job's log")
+    ap.add_argument("--time-budget", type=float, default=480.0, help="seconds for everything; later phases are cut")
+    ap.add_argument("--smoke", action="store_true", help="CPU, gloo, tiny generator and sizes")
+    ap.add_argument("--runner", choices=["snakemake", "jobs"], default=None)
+    ap.add_argument("--faces", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=60, help="steps of the float32 runs (checkpoints every third)")
+    ap.add_argument("--log-every", type=int, default=5)
+    ap.add_argument("--compiled-steps", type=int, default=300)
+    ap.add_argument("--variant", default="euler")
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args(argv)
+    t_start = time.time()
+    import torch
+
+    if args.smoke:
+        args.device, args.faces, args.steps, args.log_every = "cpu", min(args.faces, 24), min(args.steps, 6), 1
+    else:
+        args.device = "cuda"
+    args.runner = args.runner or ("snakemake" if snakemake_works() else "jobs")
+    args.out = Path(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    report = {"argv": sys.argv, "smoke": args.smoke, "runner": args.runner, "torch": torch.__version__,
+              "cuda_devices": n_gpus, "skipped": []}  # fmt: skip
+    if not args.smoke and n_gpus < 2:
+        msg = f"SKIPPED: this check needs 2 CUDA devices, torch sees {n_gpus} (run it on a two-GPU machine, or --smoke)"
+        print(msg, flush=True)
+        report["summary_rows"] = [summary_row("Two GPUs (issue 17)", None, note=msg)]
+        (args.out / "two_gpu.json").write_text(json.dumps(report, indent=1))
+        return
+    if n_gpus:
+        report["gpus"] = subprocess.run(["nvidia-smi", "--query-gpu=index,uuid,name,memory.total", "--format=csv"],
+                                        capture_output=True, text=True).stdout  # fmt: skip
+        print(report["gpus"], flush=True)
+    args.work = Path(args.workdir) if args.workdir else Path(args.out) / "work"
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    os.environ["GENFIELDS_GPU_LOCKS"] = str(args.work / "gpu-locks")  # this run's claims only
+    watcher = GpuWatcher()
+
+    def left() -> float:
+        return args.time_budget - (time.time() - t_start)
+
+    def save():
+        report["total_s"] = time.time() - t_start
+        report["summary_rows"] = summary_rows(report)
+        (args.out / "two_gpu.json").write_text(json.dumps(report, indent=1, default=str))
+
+    try:
+        gen, files = build_weights(args.work, args.smoke)
+        faces = dataset_phase(args, gen, args.work, watcher, report)
+        save()
+        ann, stats = args.work / "annotations.h5", args.work / "style_stats.h5"
+        job = {"faces": str(faces), "annotations": str(ann), "stats": str(stats), "files": files,
+               "device": args.device, "batch": 8 if args.smoke else 64}  # fmt: skip
+        print("annotating the one-GPU faces (random encoders of the real shapes) ...", flush=True)
+        r = run_process([sys.executable, "-c", ANNOTATE, json.dumps(job)], args.out / "annotate.log", left())
+        if r["rc"] != 0:
+            raise RuntimeError(f"annotation failed: {(args.out / 'annotate.log').read_text()[-3000:]}")
+        inputs = {"faces_path": str(faces), "annotations_path": str(ann), "stats_path": str(stats),
+                  "generator_path": str(gen), "encoder_files": files, "encoders_cfg": ENCODERS}  # fmt: skip
+        training_phases(args, inputs, watcher, report, left, save)
+    finally:
+        watcher.stop()
+        save()
+        print_table(report)
+
+
+def training_phases(args, inputs, watcher, report, left, save) -> None:
+    tr = report["training"] = {}
+    share = 0.30  # of the time left, per float32 run (the kill and the resume share one)
+    one = tr["one_gpu"] = train_run(args, inputs, "one_gpu", training_cfg(args, 1, False), watcher, left() * share)
+    two = tr["two_gpus"] = train_run(args, inputs, "two_gpus", training_cfg(args, 2, False), watcher, left() * share)
+    lr = training_cfg(args, 1, False)["lr"]
+    if one["rc"] == 0 and two["rc"] == 0:
+        tr["curves"] = compare_curves(one["rows"], two["rows"])
+        tr["weights"] = compare_weights(one["out"], two["out"], lr)
+        print(f"  loss curves 1 vs 2 GPUs: {tr['curves']}; weights: {tr['weights']}", flush=True)
+    save()
+    cfg2 = training_cfg(args, 2, False)
+    ckpts = args.work / "killed" / "checkpoints"
+    csv_path = args.work / "killed" / "logs" / "losses.csv"
+
+    def mid_run() -> bool:  # a checkpoint exists, and steps after it are logged
+        steps = sorted(int(p.stem.split("_")[1]) for p in ckpts.glob("step_*.pt"))
+        return bool(steps) and csv_path.exists() and len(csv_path.read_text().splitlines()) - 1 > steps[-1]
+
+    kill = tr["killed"] = train_run(args, inputs, "killed", cfg2, watcher, left() * 0.5, kill_when=mid_run)
+    kill["checkpoints"] = sorted(p.name for p in ckpts.glob("*.pt"))
+    kill["target_absent"] = not Path(kill["out"]).exists()
+    print(f"  SIGKILLed: {kill['killed']}; checkpoints {kill['checkpoints']}; processes left {kill.get('alive_after_kill')}",
+          flush=True)  # fmt: skip
+    res = tr["resumed"] = train_run(args, inputs, "killed", cfg2, watcher, left() * 0.6, log_name="resumed")
+    if res["rc"] == 0:
+        res["every_step_once"] = every_step_once(res["rows"], cfg2["num_steps"])
+        if two["rc"] == 0:
+            res["vs_uninterrupted"] = compare_curves(two["rows"], res["rows"])
+            res["weights_vs_uninterrupted"] = compare_weights(two["out"], res["out"], lr)
+        print(f"  resumed from {res['resumed']}; every step once {res['every_step_once']}; vs uninterrupted "
+              f"{res.get('vs_uninterrupted')}", flush=True)  # fmt: skip
+    save()
+    if args.smoke:
+        report["skipped"].append("compiled (GPU only: Inductor on 2 CPU cores takes minutes)")
+        return
+    for name, gpus in (("compiled_two_gpus", 2), ("compiled_one_gpu", 1)):  # two first: it has never run
+        if left() < 150:
+            report["skipped"].append(f"{name}: {left():.0f} s left")
+            print(f"{name}: skipped ({left():.0f} s left)", flush=True)
+            continue
+        tr[name] = train_run(args, inputs, name, training_cfg(args, gpus, True), watcher, left() - 10)
+        save()
+
+
+def summary_rows(report: dict) -> list:
+    rows = []
+    ds = report.get("dataset")
+    if ds:
+        two = ds["runs"][2]
+        env = ", ".join(f"{Path(j['log']).stem}: CUDA_VISIBLE_DEVICES={j['device'] and j['device']['visible']}"
+                        for j in two["jobs"])  # fmt: skip
+        ok = two["distinct"] is not False and two["overlap_s"] > 0 and two["nvidia_smi_together"] is not False
+        rows.append(summary_row("Two GPUs: 2 dataset shard jobs at once, each on its own GPU", "yes" if ok else "NO",
+                                None, "", "distinct GPUs, concurrent", f"{env}; logs overlap {two['overlap_s']:.1f} s; "
+                                f"nvidia-smi saw both at once: {two['nvidia_smi_together']}; runner {ds['runner']}",
+                                met=ok))  # fmt: skip
+        differ = [k for k, v in ds["identical"].items() if not v]
+        rows.append(summary_row(f"Two GPUs: dataset ({ds['faces']} faces) 2 jobs vs 1, bit-identical",
+                                "no" if differ else "yes", None, "", "identical",
+                                f"differ: {differ}" if differ else f"{len(ds['identical'])} datasets, sha256", met=not differ))  # fmt: skip
+    tr = report.get("training", {})
+    one, two = tr.get("one_gpu"), tr.get("two_gpus")
+    if two:
+        ranks = [(d["rank"], d["device"], d["uuid"]) for d in two["devices"] if d["rank"] is not None]
+        rows.append(summary_row("Two GPUs: train_mref ranks on distinct GPUs", {True: "yes", False: "NO", None: "-"}[two["distinct"]],
+                                None, "", "distinct", f"rank, device, uuid: {ranks}; rc {two['rc']}", met=two["distinct"]))  # fmt: skip
+    if "curves" in tr:
+        c, w = tr["curves"], tr["weights"]
+        rows.append(summary_row("Two GPUs: loss curve vs one GPU (same global batch), max rel diff", c["max_rel"], None,
+                                "", Target("<=", LOSS_RTOL), f"{c['steps']} steps, max abs {c['max_abs']:.3g}; weights "
+                                f"{w['in_lr']:.3g} Adam steps apart (test: {WEIGHT_TOL_LR}), moved {w['head_moved']:.3g}",
+                                ratio=False))  # fmt: skip
+    if one and two:
+        rows.append(summary_row("Two GPUs: train_mref steps/s (float32 eager), 2 GPUs vs 1", two.get("steps_per_s"),
+                                one.get("steps_per_s"), "steps/s", None, "after the first step, same global batch"))  # fmt: skip
+    kill, res = tr.get("killed"), tr.get("resumed")
+    if kill and res:
+        ok = bool(kill["killed"] and res["rc"] == 0 and res["resumed"] and res.get("every_step_once")
+                  and not kill.get("alive_after_kill") and res.get("vs_uninterrupted", {}).get("ok", True))  # fmt: skip
+        v = res.get("vs_uninterrupted", {})
+        rows.append(summary_row("Two GPUs: SIGKILL mid-run, then resume", "yes" if ok else "NO", None, "",
+                                "resumes, every step once", f"resumed from step {res['resumed']}; processes alive 10 s after the kill: "
+                                f"{kill.get('alive_after_kill')}; vs uninterrupted max rel {v.get('max_rel')}", met=ok))  # fmt: skip
+    c2, c1 = tr.get("compiled_two_gpus"), tr.get("compiled_one_gpu")
+    if c2:
+        rows.append(summary_row("Two GPUs: train_mref steps/s bf16 compiled, 2 GPUs (DDP) vs 1 (CUDA graphs)",
+                                c2.get("steps_per_s"), c1 and c1.get("steps_per_s"), "steps/s", None,
+                                f"first step (compile) {c2.get('first_step_s')} s vs {c1 and c1.get('first_step_s')} s; "
+                                f"rc {c2['rc']}/{c1 and c1['rc']}"))  # fmt: skip
+    for s in report.get("skipped", []):
+        rows.append(summary_row(f"Two GPUs: {s.split(':')[0]} not run", None, note=s))
+    return rows
+
+
+def print_table(report: dict) -> None:
+    from bench_summary import fmt_number
+
+    print("\n| measurement | two GPUs | one GPU (baseline) | x | target | met | note |\n|---|---|---|---|---|---|---|")
+    for r in report.get("summary_rows", []):
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        met = {True: "yes", False: "NO", None: "-"}[r["met"]]
+        print(f"| {r['stage']} | {fmt_number(r['ours'])} | {fmt_number(r['baseline'])} | {ratio} | {r['target'] or '-'} "
+              f"| {met} | {r['note']} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
