@@ -30,18 +30,12 @@ Every process runs in its own session and is killed with its children when its s
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import importlib.util
 import json
-import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -49,197 +43,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from bench_summary import Target, summary_row  # noqa: E402
+from two_gpu_tools import (  # noqa: E402
+    LOSS_RTOL,
+    RATE_LINE,
+    RESUME_LINE,
+    WEIGHT_TOL_LR,
+    GpuWatcher,
+    compare_curves,
+    compare_weights,
+    device_lines,
+    distinct_devices,
+    every_step_once,
+    hdf5_digests,
+    log_overlap,
+    read_rows,
+    run_process,
+    snakemake_works,
+)
 
-# The DDP tolerance of tests/test_training.py::test_two_processes_under_torchrun_match_one_process:
-# final weights within a tenth of one Adam step (atol 1e-4 at lr 1e-3), loss curves within 1e-4 relative.
-WEIGHT_TOL_LR = 0.1
-LOSS_RTOL = 1e-4
-LOSS_TERMS = ("total", "identity", "landmark", "euler", "reconstruction", "style_nll")
 ENCODERS = {"landmarks": {"train": "3ddfa_mb1", "eval": "3ddfa_mb1"}, "identity": "arcface_ir_se50",
             "attribute": "inception_v3"}  # fmt: skip
 WEIGHT_FILES = ("arcface_ir_se50", "tddfa_mb1", "tddfa_param_mean_std", "bfm_68_landmarks", "inception_v3_imagenet")
-DEVICE_LINE = re.compile(r"(?:process (\d+) of (\d+) on|device) (\S+) \[(.*?)\]")
-RATE_LINE = re.compile(r"(\d+) steps in ([\d.]+) s \(([\d.]+) steps/s; first step ([\d.]+) s, the others ([\d.]+|-)")
-RESUME_LINE = re.compile(r"resuming \S+ from \S+ \(step (\d+) of (\d+)\)")
-
-
-# -- comparisons (tests/test_two_gpu_check.py) --------------------------------------------------
-
-
-def read_rows(csv_path) -> list[dict]:
-    with open(csv_path, newline="") as fh:
-        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
-
-
-def compare_curves(a: list[dict], b: list[dict]) -> dict:
-    """Two runs' loss curves step by step: judged on the total loss (LOSS_RTOL relative), with the
-    largest relative difference of each term beside it. A single term can differ far more, in
-    relative terms, where it is proportional to the distance trained (L_rec near dS = 0): it is
-    then as far apart as the weights are. NaN in both (L_rec on cross steps) agrees."""
-    steps_a, steps_b = [int(r["step"]) for r in a], [int(r["step"]) for r in b]
-    terms = {}
-    for term in LOSS_TERMS:
-        worst = 0.0
-        for ra, rb in zip(a, b):
-            x, y = ra[term], rb[term]
-            if math.isnan(x) and math.isnan(y):
-                continue
-            d = abs(x - y) if math.isfinite(x) and math.isfinite(y) else math.inf
-            worst = max(worst, d / max(abs(x), abs(y), 1e-30) if d else 0.0)
-        terms[term] = worst
-    total_abs = max((abs(ra["total"] - rb["total"]) for ra, rb in zip(a, b)), default=math.inf)
-    ok = steps_a == steps_b and len(steps_a) > 0 and terms["total"] <= LOSS_RTOL
-    return {"same_steps": steps_a == steps_b, "steps": len(steps_a), "max_rel": terms["total"],
-            "max_abs": total_abs, "max_rel_per_term": terms, "ok": ok}  # fmt: skip
-
-
-def every_step_once(rows: list[dict], num_steps: int) -> bool:
-    return [int(r["step"]) for r in rows] == list(range(num_steps))
-
-
-def compare_weights(path_a, path_b, lr: float) -> dict:
-    """Largest difference of the two M_refs' weights, also in Adam steps (units of lr)."""
-    from pipeline_lib.mref import load_mapper
-
-    a, b = load_mapper(path_a)[0].state_dict(), load_mapper(path_b)[0].state_dict()
-    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
-    moved = max(float(v.abs().max()) for k, v in a.items() if k.startswith("head"))
-    return {"max_abs": diff, "in_lr": diff / lr, "head_moved": moved, "ok": diff <= WEIGHT_TOL_LR * lr}
-
-
-def hdf5_digests(path) -> dict:
-    """sha256 of every dataset's bytes in an HDF5 file (virtual datasets read through)."""
-    import h5py
-
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.update({name: hashlib.sha256(obj[()].tobytes()).hexdigest()})
-                     if isinstance(obj, h5py.Dataset) else None)  # fmt: skip
-    return out
-
-
-def device_lines(log_text: str) -> list[dict]:
-    """The device lines of a job's log: rank (None for a one-process job), device, GPU UUID,
-    CUDA_VISIBLE_DEVICES and pid."""
-    found = []
-    for m in DEVICE_LINE.finditer(log_text):
-        info = m.group(4)
-        uuid = re.search(r"uuid (\S+?);", info)
-        visible = re.search(r"CUDA_VISIBLE_DEVICES=([^;]*)", info)
-        pid = re.search(r"pid (\d+)", info)
-        found.append({"rank": int(m.group(1)) if m.group(1) else None, "device": m.group(3), "info": info,
-                      "uuid": uuid and uuid.group(1), "visible": visible and visible.group(1),
-                      "pid": pid and int(pid.group(1))})  # fmt: skip
-    return found
-
-
-def distinct_devices(lines: list[dict]) -> bool | None:
-    """Whether the processes ran on different GPUs (None on the CPU, where it has no meaning)."""
-    if not lines or any(x["uuid"] is None for x in lines):
-        return None
-    return len({x["uuid"] for x in lines}) == len(lines)
-
-
-# -- processes ------------------------------------------------------------------------------
-
-
-class GpuWatcher:
-    """`nvidia-smi --query-compute-apps` every half second: which pids held which GPU, when."""
-
-    def __init__(self):
-        self.samples: list[tuple[float, list[tuple[int, str, int]]]] = []
-        self.enabled = shutil.which("nvidia-smi") is not None
-        self._stop = threading.Event()
-        if self.enabled:
-            threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        cmd = ["nvidia-smi", "--query-compute-apps=pid,gpu_uuid,used_memory", "--format=csv,noheader,nounits"]
-        while not self._stop.wait(0.5):
-            try:
-                text = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
-            except (OSError, subprocess.SubprocessError):
-                continue
-            apps = []
-            for line in text.splitlines():
-                parts = [p.strip() for p in line.split(",")]
-                if len(parts) == 3 and parts[0].isdigit():
-                    apps.append((int(parts[0]), parts[1], int(parts[2]) if parts[2].isdigit() else -1))
-            self.samples.append((time.time(), apps))
-
-    def gpus_of(self, pid: int, since: float = 0.0) -> dict:
-        """{GPU UUID: largest MiB seen} of one pid after `since`."""
-        seen: dict = {}
-        for t, apps in self.samples:
-            for p, uuid, mib in apps:
-                if p == pid and t >= since:
-                    seen[uuid] = max(seen.get(uuid, 0), mib)
-        return seen
-
-    def together(self, pids: list[int], since: float = 0.0) -> bool:
-        """Whether one sample saw every pid at once, each on a GPU of its own."""
-        for t, apps in self.samples:
-            where = {p: u for p, u, _ in apps if p in pids}
-            if t >= since and len(where) == len(pids) and len(set(where.values())) == len(pids):
-                return True
-        return False
-
-    def stop(self):
-        self._stop.set()
-
-
-def descendants(pid: int) -> list[int]:
-    from all_stages import descendants as below
-
-    return below(pid)
-
-
-def run_process(argv, log_path: Path, timeout: float, kill_when=None, grace: float = 10.0) -> dict:
-    """Run argv in its own session, output to log_path; SIGKILL its whole group when
-    `kill_when()` turns true or `timeout` passes. Returns rc, seconds, killed, timed_out, and after
-    a kill the processes still running `grace` seconds later (then killed one by one)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
-        killed = timed_out = False
-        while proc.poll() is None:
-            if time.time() - t0 > timeout:
-                timed_out = True
-            elif kill_when is not None and kill_when():
-                killed = True
-            if killed or timed_out:
-                group = [proc.pid, *descendants(proc.pid)]
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                t_kill = time.time()
-                while time.time() - t_kill < grace and any(_running(p) for p in group):
-                    time.sleep(0.1)
-                left = [p for p in group if _running(p)]
-                for p in left:  # torchrun's workers have sessions of their own: the group kill misses them
-                    os.kill(p, signal.SIGKILL)
-                return {"rc": None, "seconds": time.time() - t0, "killed": killed, "timed_out": timed_out,
-                        "pids": group, "alive_after_kill": left, "gone_after_s": time.time() - t_kill}  # fmt: skip
-            time.sleep(0.1)
-    return {"rc": proc.returncode, "seconds": time.time() - t0, "killed": False, "timed_out": False}
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def snakemake_works() -> bool:
-    """Whether `python -m snakemake` runs here (its wheels may be half-installed on a device)."""
-    if importlib.util.find_spec("snakemake") is None:
-        return False
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--version"], capture_output=True, timeout=120)
-    return proc.returncode == 0
-
 
 # -- the phases -----------------------------------------------------------------------------
 
@@ -291,7 +115,7 @@ def dataset_phase(args, gen: Path, work: Path, watcher: GpuWatcher, report: dict
         pids = [j["device"]["pid"] for j in jobs if j["device"]]
         runs[gpus] = {"seconds": time.time() - t0, "jobs": jobs, "faces": str(results / "dataset" / "faces.h5"),
                       "distinct": distinct_devices([j["device"] for j in jobs if j["device"]]),
-                      "overlap_s": _overlap([(j["first_log"], j["last_log"]) for j in jobs]),
+                      "overlap_s": log_overlap([(j["first_log"], j["last_log"]) for j in jobs]),
                       "nvidia_smi_together": watcher.together(pids, t0) if watcher.enabled else None}  # fmt: skip
         for j in jobs:
             print(f"  job {Path(j['log']).name}: {j['device'] and j['device']['info']}; nvidia-smi {j['nvidia_smi']}",
@@ -302,18 +126,6 @@ def dataset_phase(args, gen: Path, work: Path, watcher: GpuWatcher, report: dict
                          "identical": {k: a[k] == b.get(k) for k in a}, "datasets_only_in_2gpu": sorted(set(b) - set(a))}  # fmt: skip
     print(f"  1 vs 2 GPUs, same bytes: {report['dataset']['identical']}", flush=True)
     return Path(runs[1]["faces"])
-
-
-def _overlap(spans) -> float:
-    """Seconds during which every job was running (from their logs' first and last lines)."""
-    from datetime import datetime
-
-    if len(spans) < 2 or any(a is None for a, _ in spans):
-        return 0.0
-    parse = [
-        (datetime.strptime(a, "%Y-%m-%d %H:%M:%S,%f"), datetime.strptime(b, "%Y-%m-%d %H:%M:%S,%f")) for a, b in spans
-    ]
-    return max(0.0, (min(b for _, b in parse) - max(a for a, _ in parse)).total_seconds())
 
 
 ANNOTATE = """
@@ -341,13 +153,20 @@ start_training(**json.loads(sys.argv[1]))
 """
 
 
-def training_cfg(args, gpus: int, compiled: bool) -> dict:
+def training_cfg(args, gpus: int, compiled: bool = False, checkpoints: bool = False) -> dict:
+    """config.yaml's training settings (the real M_ref widths and batch) for a short run. Only the
+    killed run writes checkpoints (every third of its steps): one of the real M_ref with its Adam
+    state is ~0.4 GB, whose writing would blur the steps/s; no sample grids but the final one."""
     from pipeline_lib.settings import load_config
 
     steps = args.compiled_steps if compiled else args.steps
-    cfg = load_config()["training"] | {"gpus": gpus, "num_steps": steps, "log_every": args.log_every,
-                                       "checkpoint_every": max(1, args.steps // 3), "sample_every": steps,
-                                       "precision": "bfloat16" if compiled else "float32", "compile": compiled}  # fmt: skip
+    cfg = load_config()["training"] | {
+        "gpus": gpus, "num_steps": steps, "log_every": args.log_every, "sample_every": 10**9,
+        "checkpoint_every": max(1, steps // 3) if checkpoints else steps,
+        "precision": "bfloat16" if compiled else "float32", "compile": compiled,
+    }  # fmt: skip
+    if args.batch:
+        cfg["batch_size"] = args.batch
     if args.smoke:
         cfg |= {"batch_size": 2, "hidden": [32]}
     return cfg
@@ -389,7 +208,8 @@ def main(argv=None) -> None:
     ap.add_argument("--smoke", action="store_true", help="CPU, gloo, tiny generator and sizes")
     ap.add_argument("--runner", choices=["snakemake", "jobs"], default=None)
     ap.add_argument("--faces", type=int, default=512)
-    ap.add_argument("--steps", type=int, default=60, help="steps of the float32 runs (checkpoints every third)")
+    ap.add_argument("--steps", type=int, default=60, help="steps of each float32 run")
+    ap.add_argument("--batch", type=int, default=None, help="global batch (default: config.yaml's, 6)")
     ap.add_argument("--log-every", type=int, default=5)
     ap.add_argument("--compiled-steps", type=int, default=300)
     ap.add_argument("--variant", default="euler")
@@ -402,6 +222,10 @@ def main(argv=None) -> None:
         args.device, args.faces, args.steps, args.log_every = "cpu", min(args.faces, 24), min(args.steps, 6), 1
     else:
         args.device = "cuda"
+        for var in ("NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS"):
+            os.environ.setdefault(
+                var, "0" if var == "NCCL_NVLS_ENABLE" else "1"
+            )  # never NVLink multicast: it can take a shared host's GPUs out of service
     args.runner = args.runner or ("snakemake" if snakemake_works() else "jobs")
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -455,15 +279,15 @@ def main(argv=None) -> None:
 def training_phases(args, inputs, watcher, report, left, save) -> None:
     tr = report["training"] = {}
     share = 0.30  # of the time left, per float32 run (the kill and the resume share one)
-    one = tr["one_gpu"] = train_run(args, inputs, "one_gpu", training_cfg(args, 1, False), watcher, left() * share)
-    two = tr["two_gpus"] = train_run(args, inputs, "two_gpus", training_cfg(args, 2, False), watcher, left() * share)
-    lr = training_cfg(args, 1, False)["lr"]
+    one = tr["one_gpu"] = train_run(args, inputs, "one_gpu", training_cfg(args, 1), watcher, left() * share)
+    two = tr["two_gpus"] = train_run(args, inputs, "two_gpus", training_cfg(args, 2), watcher, left() * share)
+    lr = training_cfg(args, 1)["lr"]
     if one["rc"] == 0 and two["rc"] == 0:
         tr["curves"] = compare_curves(one["rows"], two["rows"])
         tr["weights"] = compare_weights(one["out"], two["out"], lr)
         print(f"  loss curves 1 vs 2 GPUs: {tr['curves']}; weights: {tr['weights']}", flush=True)
     save()
-    cfg2 = training_cfg(args, 2, False)
+    cfg2 = training_cfg(args, 2, checkpoints=True)
     ckpts = args.work / "killed" / "checkpoints"
     csv_path = args.work / "killed" / "logs" / "losses.csv"
 
@@ -486,14 +310,14 @@ def training_phases(args, inputs, watcher, report, left, save) -> None:
               f"{res.get('vs_uninterrupted')}", flush=True)  # fmt: skip
     save()
     if args.smoke:
-        report["skipped"].append("compiled (GPU only: Inductor on 2 CPU cores takes minutes)")
+        report["skipped"].append("compiled runs: GPU only (Inductor on 2 CPU cores takes minutes)")
         return
     for name, gpus in (("compiled_two_gpus", 2), ("compiled_one_gpu", 1)):  # two first: it has never run
         if left() < 150:
-            report["skipped"].append(f"{name}: {left():.0f} s left")
+            report["skipped"].append(f"{name}: {left():.0f} s of the budget left, needs 150")
             print(f"{name}: skipped ({left():.0f} s left)", flush=True)
             continue
-        tr[name] = train_run(args, inputs, name, training_cfg(args, gpus, True), watcher, left() - 10)
+        tr[name] = train_run(args, inputs, name, training_cfg(args, gpus, compiled=True), watcher, left() - 10)
         save()
 
 
@@ -521,10 +345,16 @@ def summary_rows(report: dict) -> list:
                                 None, "", "distinct", f"rank, device, uuid: {ranks}; rc {two['rc']}", met=two["distinct"]))  # fmt: skip
     if "curves" in tr:
         c, w = tr["curves"], tr["weights"]
-        rows.append(summary_row("Two GPUs: loss curve vs one GPU (same global batch), max rel diff", c["max_rel"], None,
-                                "", Target("<=", LOSS_RTOL), f"{c['steps']} steps, max abs {c['max_abs']:.3g}; weights "
-                                f"{w['in_lr']:.3g} Adam steps apart (test: {WEIGHT_TOL_LR}), moved {w['head_moved']:.3g}",
-                                ratio=False))  # fmt: skip
+        terms = ", ".join(f"{k} {v:.2g}" for k, v in c["max_rel_per_term"].items() if k != "total")
+        rows.append(summary_row(
+            "Two GPUs: total loss curve vs one GPU (same global batch), max rel diff", c["max_rel"], None, "",
+            Target("<=", LOSS_RTOL), f"{c['steps']} steps; per term (not judged): {terms}", ratio=False,
+        ))  # fmt: skip
+        rows.append(summary_row(
+            "Two GPUs: final M_ref weights vs one GPU, max diff in Adam steps (lr)", w["in_lr"], None, "",
+            Target("<=", WEIGHT_TOL_LR), f"max abs {w['max_abs']:.3g}; the head moved up to {w['head_moved']:.3g}",
+            ratio=False,
+        ))  # fmt: skip
     if one and two:
         rows.append(summary_row("Two GPUs: train_mref steps/s (float32 eager), 2 GPUs vs 1", two.get("steps_per_s"),
                                 one.get("steps_per_s"), "steps/s", None, "after the first step, same global batch"))  # fmt: skip
@@ -543,7 +373,7 @@ def summary_rows(report: dict) -> list:
                                 f"first step (compile) {c2.get('first_step_s')} s vs {c1 and c1.get('first_step_s')} s; "
                                 f"rc {c2['rc']}/{c1 and c1['rc']}"))  # fmt: skip
     for s in report.get("skipped", []):
-        rows.append(summary_row(f"Two GPUs: {s.split(':')[0]} not run", None, note=s))
+        rows.append(summary_row(f"Two GPUs: {s.split(':')[0]}: not run", None, note=s))
     return rows
 
 

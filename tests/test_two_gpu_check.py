@@ -21,7 +21,7 @@ from training_inputs import TRAINING_CFG
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import two_gpu_check as check  # noqa: E402
+import two_gpu_tools as check  # noqa: E402
 
 
 def rows(totals, rec=None):
