@@ -124,3 +124,22 @@ def test_a_killed_job_reports_and_ends_the_children_its_group_kill_missed(tmp_pa
     while time.time() < deadline and check._running(grandchild):
         time.sleep(0.05)
     assert not check._running(grandchild) and time.time() - t0 < 30
+
+
+def test_describe_device_names_the_physical_gpu_in_the_parsed_form(monkeypatch):
+    """The CUDA line (faked here: no GPU) carries what nvidia-smi reports, the card's UUID."""
+    import types
+    import uuid as uuidlib
+
+    import torch
+
+    from pipeline_lib.devices import describe_device
+
+    card = uuidlib.UUID("12345678-1234-5678-1234-567812345678")
+    props = types.SimpleNamespace(name="NVIDIA H200", uuid=card)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: props)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    line = f"process 1 of 2 on {describe_device(torch.device('cuda'))}"
+    (parsed,) = check.device_lines(line)
+    assert parsed["device"] == "cuda:1" and parsed["uuid"] == f"GPU-{card}" and parsed["visible"] == "2,3"
