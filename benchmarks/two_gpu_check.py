@@ -36,18 +36,17 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from bench_summary import Target, summary_row  # noqa: E402
+from bench_summary import summary_row  # noqa: E402
 from two_gpu_tools import (  # noqa: E402
-    LOSS_RTOL,
     RATE_LINE,
     RESUME_LINE,
-    WEIGHT_TOL_LR,
     GpuWatcher,
     compare_curves,
     compare_weights,
@@ -56,13 +55,18 @@ from two_gpu_tools import (  # noqa: E402
     every_step_once,
     hdf5_digests,
     log_overlap,
+    print_table,
     read_rows,
     run_process,
     snakemake_works,
+    summary_rows,
 )
 
-ENCODERS = {"landmarks": {"train": "3ddfa_mb1", "eval": "3ddfa_mb1"}, "identity": "arcface_ir_se50",
-            "attribute": "inception_v3"}  # fmt: skip
+ENCODERS = {
+    "landmarks": {"train": "3ddfa_mb1", "eval": "3ddfa_mb1"},
+    "identity": "arcface_ir_se50",
+    "attribute": "inception_v3",
+}
 # Never NVLink multicast (NCCL's NVLS and the like): it can take a shared host's GPUs out of service.
 NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 WEIGHT_FILES = ("arcface_ir_se50", "tddfa_mb1", "tddfa_param_mean_std", "bfm_68_landmarks", "inception_v3_imagenet")
@@ -116,22 +120,39 @@ def dataset_phase(args, gen: Path, work: Path, watcher: GpuWatcher, report: dict
             stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)", text, re.M)
             lines = device_lines(text)
             pid = lines[0]["pid"] if lines else None
-            jobs.append({"log": str(log), "device": lines[0] if lines else None, "first_log": stamps[0] if stamps
-                         else None, "last_log": stamps[-1] if stamps else None,
-                         "nvidia_smi": watcher.gpus_of(pid, t0) if pid else {}})  # fmt: skip
+            jobs.append(
+                {
+                    "log": str(log),
+                    "device": lines[0] if lines else None,
+                    "first_log": stamps[0] if stamps else None,
+                    "last_log": stamps[-1] if stamps else None,
+                    "nvidia_smi": watcher.gpus_of(pid, t0) if pid else {},
+                }
+            )
             shutil.copy(log, args.out / f"dataset_{gpus}gpu_{log.name}")
         pids = [j["device"]["pid"] for j in jobs if j["device"]]
-        runs[gpus] = {"seconds": time.time() - t0, "jobs": jobs, "faces": str(results / "dataset" / "faces.h5"),
-                      "distinct": distinct_devices([j["device"] for j in jobs if j["device"]]),
-                      "overlap_s": log_overlap([(j["first_log"], j["last_log"]) for j in jobs]),
-                      "nvidia_smi_together": watcher.together(pids, t0) if watcher.enabled else None}  # fmt: skip
+        runs[gpus] = {
+            "seconds": time.time() - t0,
+            "jobs": jobs,
+            "faces": str(results / "dataset" / "faces.h5"),
+            "distinct": distinct_devices([j["device"] for j in jobs if j["device"]]),
+            "overlap_s": log_overlap([(j["first_log"], j["last_log"]) for j in jobs]),
+            "nvidia_smi_together": watcher.together(pids, t0) if watcher.enabled else None,
+        }
         for j in jobs:
-            print(f"  job {Path(j['log']).name}: {j['device'] and j['device']['info']}; nvidia-smi {j['nvidia_smi']}",
-                  flush=True)  # fmt: skip
+            print(
+                f"  job {Path(j['log']).name}: {j['device'] and j['device']['info']}; nvidia-smi {j['nvidia_smi']}",
+                flush=True,
+            )
         print(f"  {runs[gpus]['seconds']:.1f} s; log overlap {runs[gpus]['overlap_s']:.1f} s", flush=True)
     a, b = hdf5_digests(runs[1]["faces"]), hdf5_digests(runs[2]["faces"])
-    report["dataset"] = {"runs": runs, "runner": args.runner, "faces": n,
-                         "identical": {k: a[k] == b.get(k) for k in a}, "datasets_only_in_2gpu": sorted(set(b) - set(a))}  # fmt: skip
+    report["dataset"] = {
+        "runs": runs,
+        "runner": args.runner,
+        "faces": n,
+        "identical": {k: a[k] == b.get(k) for k in a},
+        "datasets_only_in_2gpu": sorted(set(b) - set(a)),
+    }
     print(f"  1 vs 2 GPUs, same bytes: {report['dataset']['identical']}", flush=True)
     return Path(runs[1]["faces"])
 
@@ -169,10 +190,14 @@ def training_cfg(args, gpus: int, compiled: bool = False, checkpoints: bool = Fa
 
     steps = args.compiled_steps if compiled else args.steps
     cfg = load_config()["training"] | {
-        "gpus": gpus, "num_steps": steps, "log_every": args.log_every, "sample_every": 10**9,
+        "gpus": gpus,
+        "num_steps": steps,
+        "log_every": args.log_every,
+        "sample_every": 10**9,
         "checkpoint_every": max(1, steps // 3) if checkpoints else steps,
-        "precision": "bfloat16" if compiled else "float32", "compile": compiled,
-    }  # fmt: skip
+        "precision": "bfloat16" if compiled else "float32",
+        "compile": compiled,
+    }
     if args.batch:
         cfg["batch_size"] = args.batch
     if args.smoke:
@@ -186,8 +211,11 @@ def train_run(args, inputs, name: str, cfg: dict, watcher, timeout: float, kill_
     job = dict(inputs, out_path=str(out), training_cfg=cfg, variant=args.variant, device_name=args.device)
     log = args.out / f"train_{log_name or name}.log"
     t0 = time.time()
-    print(f"training {name}: {cfg['gpus']} GPU(s), {cfg['num_steps']} steps, batch {cfg['batch_size']}, "
-          f"{cfg['precision']}, compile {cfg['compile']} (limit {timeout:.0f} s) ...", flush=True)  # fmt: skip
+    print(
+        f"training {name}: {cfg['gpus']} GPU(s), {cfg['num_steps']} steps, batch {cfg['batch_size']}, "
+        f"{cfg['precision']}, compile {cfg['compile']} (limit {timeout:.0f} s) ...",
+        flush=True,
+    )
     res = run_process([sys.executable, "-c", TRAIN, json.dumps(job)], log, timeout, kill_when)
     text = log.read_text(errors="replace")
     rate = RATE_LINE.findall(text)
@@ -198,14 +226,21 @@ def train_run(args, inputs, name: str, cfg: dict, watcher, timeout: float, kill_
     res["nvidia_smi"] = {d["pid"]: watcher.gpus_of(d["pid"], t0) for d in res["devices"] if d["pid"]}
     if rate:
         steps, total, _, first, later = rate[-1]
-        res.update(steps_run=int(steps), loop_s=float(total), first_step_s=float(first),
-                   steps_per_s=float(later) if later != "-" else None)  # fmt: skip
+        res.update(
+            steps_run=int(steps),
+            loop_s=float(total),
+            first_step_s=float(first),
+            steps_per_s=float(later) if later != "-" else None,
+        )
     if res["rc"] not in (0, None) or res["timed_out"]:
         print("\n".join(text.splitlines()[-25:]), flush=True)
     csv_path = out.parent / "logs" / "losses.csv"
     res["rows"] = read_rows(csv_path) if csv_path.exists() else []
-    print(f"  rc {res['rc']}, {res['seconds']:.1f} s, steps/s after the first {res.get('steps_per_s')}, first step "
-          f"{res.get('first_step_s')} s; ranks {[(d['rank'], d['device'], d['uuid']) for d in res['devices']]}", flush=True)  # fmt: skip
+    print(
+        f"  rc {res['rc']}, {res['seconds']:.1f} s, steps/s after the first {res.get('steps_per_s')}, first step "
+        f"{res.get('first_step_s')} s; ranks {[(d['rank'], d['device'], d['uuid']) for d in res['devices']]}",
+        flush=True,
+    )
     return res
 
 
@@ -221,8 +256,10 @@ def main(argv=None) -> None:
     ap.add_argument("--log-every", type=int, default=5)
     ap.add_argument("--compiled-steps", type=int, default=300)
     ap.add_argument("--variant", default="euler")
-    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--workdir", default=None, help="kept when given (default: a temporary folder, removed)")
     args = ap.parse_args(argv)
+    if args.workdir and Path(args.workdir).is_dir() and any(Path(args.workdir).iterdir()):
+        ap.error(f"--workdir {args.workdir} is not empty (an earlier run's checkpoints would be resumed)")
     t_start = time.time()
     import torch
 
@@ -236,8 +273,14 @@ def main(argv=None) -> None:
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    report = {"argv": sys.argv, "smoke": args.smoke, "runner": args.runner, "torch": torch.__version__,
-              "cuda_devices": n_gpus, "skipped": []}  # fmt: skip
+    report = {
+        "argv": sys.argv,
+        "smoke": args.smoke,
+        "runner": args.runner,
+        "torch": torch.__version__,
+        "cuda_devices": n_gpus,
+        "skipped": [],
+    }
     if not args.smoke and n_gpus < 2:
         msg = f"SKIPPED: this check needs 2 CUDA devices, torch sees {n_gpus} (run it on a two-GPU machine, or --smoke)"
         print(msg, flush=True)
@@ -245,12 +288,14 @@ def main(argv=None) -> None:
         (args.out / "two_gpu.json").write_text(json.dumps(report, indent=1))
         return
     if n_gpus and shutil.which("nvidia-smi"):
-        report["gpus"] = subprocess.run(["nvidia-smi", "--query-gpu=index,uuid,name,memory.total", "--format=csv"],
-                                        capture_output=True, text=True).stdout  # fmt: skip
+        report["gpus"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,uuid,name,memory.total", "--format=csv"], capture_output=True, text=True
+        ).stdout
         print(report["gpus"], flush=True)
-    args.work = Path(args.workdir) if args.workdir else Path(args.out) / "work"
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
+    # The work folder (weights, faces, checkpoints: gigabytes) stays out of --out, which holds
+    # only what is read afterwards; a temporary one is removed at the end.
+    args.work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="two-gpu-check-"))
+    args.work.mkdir(parents=True, exist_ok=True)
     os.environ["GENFIELDS_GPU_LOCKS"] = str(args.work / "gpu-locks")  # this run's claims only
     watcher = GpuWatcher()
 
@@ -267,19 +312,33 @@ def main(argv=None) -> None:
         faces = dataset_phase(args, gen, args.work, watcher, report)
         save()
         ann, stats = args.work / "annotations.h5", args.work / "style_stats.h5"
-        job = {"faces": str(faces), "annotations": str(ann), "stats": str(stats), "files": files,
-               "device": args.device, "batch": 8 if args.smoke else 64}  # fmt: skip
+        job = {
+            "faces": str(faces),
+            "annotations": str(ann),
+            "stats": str(stats),
+            "files": files,
+            "device": args.device,
+            "batch": 8 if args.smoke else 64,
+        }
         print("annotating the one-GPU faces (random encoders of the real shapes) ...", flush=True)
         r = run_process([sys.executable, "-c", ANNOTATE, json.dumps(job)], args.out / "annotate.log", left())
         if r["rc"] != 0:
             raise RuntimeError(f"annotation failed: {(args.out / 'annotate.log').read_text()[-3000:]}")
-        inputs = {"faces_path": str(faces), "annotations_path": str(ann), "stats_path": str(stats),
-                  "generator_path": str(gen), "encoder_files": files, "encoders_cfg": ENCODERS}  # fmt: skip
+        inputs = {
+            "faces_path": str(faces),
+            "annotations_path": str(ann),
+            "stats_path": str(stats),
+            "generator_path": str(gen),
+            "encoder_files": files,
+            "encoders_cfg": ENCODERS,
+        }
         training_phases(args, inputs, watcher, report, left, save)
     finally:
         watcher.stop()
         save()
         print_table(report)
+        if not args.workdir:
+            shutil.rmtree(args.work, ignore_errors=True)
 
 
 def training_phases(args, inputs, watcher, report, left, save) -> None:
@@ -304,16 +363,21 @@ def training_phases(args, inputs, watcher, report, left, save) -> None:
     kill = tr["killed"] = train_run(args, inputs, "killed", cfg2, watcher, left() * 0.5, kill_when=mid_run)
     kill["checkpoints"] = sorted(p.name for p in ckpts.glob("*.pt"))
     kill["target_absent"] = not Path(kill["out"]).exists()
-    print(f"  SIGKILLed: {kill['killed']}; checkpoints {kill['checkpoints']}; processes left {kill.get('alive_after_kill')}",
-          flush=True)  # fmt: skip
+    print(
+        f"  SIGKILLed: {kill['killed']}; checkpoints {kill['checkpoints']}; processes left {kill.get('alive_after_kill')}",
+        flush=True,
+    )
     res = tr["resumed"] = train_run(args, inputs, "killed", cfg2, watcher, left() * 0.6, log_name="resumed")
     if res["rc"] == 0:
         res["every_step_once"] = every_step_once(res["rows"], cfg2["num_steps"])
         if two["rc"] == 0:
             res["vs_uninterrupted"] = compare_curves(two["rows"], res["rows"])
             res["weights_vs_uninterrupted"] = compare_weights(two["out"], res["out"], lr)
-        print(f"  resumed from {res['resumed']}; every step once {res['every_step_once']}; vs uninterrupted "
-              f"{res.get('vs_uninterrupted')}", flush=True)  # fmt: skip
+        print(
+            f"  resumed from {res['resumed']}; every step once {res['every_step_once']}; vs uninterrupted "
+            f"{res.get('vs_uninterrupted')}",
+            flush=True,
+        )
     save()
     if args.smoke:
         report["skipped"].append("compiled runs: GPU only (Inductor on 2 CPU cores takes minutes)")
@@ -325,76 +389,6 @@ def training_phases(args, inputs, watcher, report, left, save) -> None:
             continue
         tr[name] = train_run(args, inputs, name, training_cfg(args, gpus, compiled=True), watcher, left() - 10)
         save()
-
-
-def summary_rows(report: dict) -> list:
-    rows = []
-    ds = report.get("dataset")
-    if ds:
-        two = ds["runs"][2]
-        env = ", ".join(f"{Path(j['log']).stem}: CUDA_VISIBLE_DEVICES={j['device'] and j['device']['visible']}"
-                        for j in two["jobs"])  # fmt: skip
-        distinct = two["distinct"] if not report["smoke"] else True  # on the CPU: no GPUs to tell apart
-        ok = bool(distinct) and two["overlap_s"] > 0 and two["nvidia_smi_together"] is not False
-        rows.append(summary_row("Two GPUs: 2 dataset shard jobs at once, each on its own GPU", "yes" if ok else "NO",
-                                None, "", "distinct GPUs, concurrent", f"{env}; logs overlap {two['overlap_s']:.1f} s; "
-                                f"nvidia-smi saw both at once: {two['nvidia_smi_together']}; runner {ds['runner']}",
-                                met=ok))  # fmt: skip
-        differ = [k for k, v in ds["identical"].items() if not v]
-        rows.append(summary_row(f"Two GPUs: dataset ({ds['faces']} faces) 2 jobs vs 1, bit-identical",
-                                "no" if differ else "yes", None, "", "identical",
-                                f"differ: {differ}" if differ else f"{len(ds['identical'])} datasets, sha256", met=not differ))  # fmt: skip
-    tr = report.get("training", {})
-    one, two = tr.get("one_gpu"), tr.get("two_gpus")
-    if two:
-        ranks = [(d["rank"], d["device"], d["uuid"]) for d in two["devices"] if d["rank"] is not None]
-        distinct = None if report["smoke"] else bool(two["distinct"])
-        rows.append(summary_row("Two GPUs: train_mref ranks on distinct GPUs", {True: "yes", False: "NO", None: "-"}[distinct],
-                                None, "", "distinct", f"rank, device, uuid: {ranks}; rc {two['rc']}", met=distinct))  # fmt: skip
-    if "curves" in tr:
-        c, w = tr["curves"], tr["weights"]
-        terms = ", ".join(f"{k} {v:.2g}" for k, v in c["max_rel_per_term"].items() if k != "total")
-        rows.append(summary_row(
-            "Two GPUs: total loss curve vs one GPU (same global batch), max rel diff", c["max_rel"], None, "",
-            Target("<=", LOSS_RTOL), f"{c['steps']} steps; per term (not judged): {terms}", ratio=False,
-        ))  # fmt: skip
-        rows.append(summary_row(
-            "Two GPUs: final M_ref weights vs one GPU, max diff in Adam steps (lr)", w["in_lr"], None, "",
-            Target("<=", WEIGHT_TOL_LR), f"max abs {w['max_abs']:.3g}; the head moved up to {w['head_moved']:.3g}",
-            ratio=False,
-        ))  # fmt: skip
-    if one and two:
-        rows.append(summary_row("Two GPUs: train_mref steps/s (float32 eager), 2 GPUs vs 1", two.get("steps_per_s"),
-                                one.get("steps_per_s"), "steps/s", None, "after the first step, same global batch"))  # fmt: skip
-    kill, res = tr.get("killed"), tr.get("resumed")
-    if kill and res:
-        ok = bool(kill["killed"] and res["rc"] == 0 and res["resumed"] and res.get("every_step_once")
-                  and not kill.get("alive_after_kill") and res.get("vs_uninterrupted", {}).get("ok", True))  # fmt: skip
-        v, wv = res.get("vs_uninterrupted", {}), res.get("weights_vs_uninterrupted", {})
-        rows.append(summary_row("Two GPUs: SIGKILL mid-run, then resume", "yes" if ok else "NO", None, "",
-                                "resumes, every step once", f"resumed from step {res['resumed']}; processes alive 10 s after the kill: "
-                                f"{kill.get('alive_after_kill')}; total loss vs the uninterrupted run: max rel {v.get('max_rel')}, "
-                                f"weights {wv.get('in_lr')} Adam steps apart (run-to-run noise on this device)", met=ok))  # fmt: skip
-    c2, c1 = tr.get("compiled_two_gpus"), tr.get("compiled_one_gpu")
-    if c2:
-        rows.append(summary_row("Two GPUs: train_mref steps/s bf16 compiled, 2 GPUs (DDP) vs 1 (CUDA graphs)",
-                                c2.get("steps_per_s"), c1 and c1.get("steps_per_s"), "steps/s", None,
-                                f"first step (compile) {c2.get('first_step_s')} s vs {c1 and c1.get('first_step_s')} s; "
-                                f"rc {c2['rc']}/{c1 and c1['rc']}"))  # fmt: skip
-    for s in report.get("skipped", []):
-        rows.append(summary_row(f"Two GPUs: {s.split(':')[0]}: not run", None, note=s))
-    return rows
-
-
-def print_table(report: dict) -> None:
-    from bench_summary import fmt_number
-
-    print("\n| measurement | two GPUs | one GPU (baseline) | x | target | met | note |\n|---|---|---|---|---|---|---|")
-    for r in report.get("summary_rows", []):
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        met = {True: "yes", False: "NO", None: "-"}[r["met"]]
-        print(f"| {r['stage']} | {fmt_number(r['ours'])} | {fmt_number(r['baseline'])} | {ratio} | {r['target'] or '-'} "
-              f"| {met} | {r['note']} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

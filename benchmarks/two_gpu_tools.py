@@ -1,7 +1,8 @@
 """What benchmarks/two_gpu_check.py measures with and how it judges (tests/test_two_gpu_check.py):
 the comparisons of two runs (loss curves, weights, HDF5 bytes), the parsing of the lines the jobs
-log (device, steps/s, resume), an nvidia-smi watcher, and a process runner whose kill reaches
-children that live in sessions of their own, as torchrun's workers do."""
+log (device, steps/s, resume), an nvidia-smi watcher, a process runner whose kill reaches
+children that live in sessions of their own (as torchrun's workers do), and the summary rows
+(bench_summary.py) with their verdicts."""
 
 from __future__ import annotations
 
@@ -20,12 +21,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+
+from bench_summary import Target, fmt_number, summary_row  # noqa: E402
+
+from pipeline_lib.training.step import LOSS_TERMS  # noqa: E402  (the columns of losses.csv)
 
 # The DDP tolerance of tests/test_training.py::test_two_processes_under_torchrun_match_one_process:
-# final weights within a tenth of one Adam step (atol 1e-4 at lr 1e-3), loss curves within 1e-4 relative.
+# final weights within a tenth of one Adam step (atol 1e-4 at lr 1e-3), the total loss curve within 1e-4 relative.
 WEIGHT_TOL_LR = 0.1
 LOSS_RTOL = 1e-4
-LOSS_TERMS = ("total", "identity", "landmark", "euler", "reconstruction", "style_nll")
 DEVICE_LINE = re.compile(r"(?:process (\d+) of (\d+) on|device) (\S+) \[(.*?)\]")
 RATE_LINE = re.compile(r"(\d+) steps in ([\d.]+) s \(([\d.]+) steps/s; first step ([\d.]+) s, the others ([\d.]+|-)")
 RESUME_LINE = re.compile(r"resuming \S+ from \S+ \(step (\d+) of (\d+)\)")
@@ -57,8 +62,14 @@ def compare_curves(a: list[dict], b: list[dict]) -> dict:
         terms[term] = worst
     total_abs = max((abs(ra["total"] - rb["total"]) for ra, rb in zip(a, b)), default=math.inf)
     ok = steps_a == steps_b and len(steps_a) > 0 and terms["total"] <= LOSS_RTOL
-    return {"same_steps": steps_a == steps_b, "steps": len(steps_a), "max_rel": terms["total"],
-            "max_abs": total_abs, "max_rel_per_term": terms, "ok": ok}  # fmt: skip
+    return {
+        "same_steps": steps_a == steps_b,
+        "steps": len(steps_a),
+        "max_rel": terms["total"],
+        "max_abs": total_abs,
+        "max_rel_per_term": terms,
+        "ok": ok,
+    }
 
 
 def every_step_once(rows: list[dict], num_steps: int) -> bool:
@@ -81,8 +92,13 @@ def hdf5_digests(path) -> dict:
 
     out = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.update({name: hashlib.sha256(obj[()].tobytes()).hexdigest()})
-                     if isinstance(obj, h5py.Dataset) else None)  # fmt: skip
+        f.visititems(
+            lambda name, obj: (
+                out.update({name: hashlib.sha256(obj[()].tobytes()).hexdigest()})
+                if isinstance(obj, h5py.Dataset)
+                else None
+            )
+        )
     return out
 
 
@@ -95,9 +111,16 @@ def device_lines(log_text: str) -> list[dict]:
         uuid = re.search(r"uuid (\S+?);", info)
         visible = re.search(r"CUDA_VISIBLE_DEVICES=([^;]*)", info)
         pid = re.search(r"pid (\d+)", info)
-        found.append({"rank": int(m.group(1)) if m.group(1) else None, "device": m.group(3), "info": info,
-                      "uuid": uuid and uuid.group(1), "visible": visible and visible.group(1),
-                      "pid": pid and int(pid.group(1))})  # fmt: skip
+        found.append(
+            {
+                "rank": int(m.group(1)) if m.group(1) else None,
+                "device": m.group(3),
+                "info": info,
+                "uuid": uuid and uuid.group(1),
+                "visible": visible and visible.group(1),
+                "pid": pid and int(pid.group(1)),
+            }
+        )
     return found
 
 
@@ -188,8 +211,15 @@ def run_process(argv, log_path: Path, timeout: float, kill_when=None, grace: flo
                 left = [p for p in group if _running(p)]
                 for p in left:  # torchrun's workers have sessions of their own: the group kill misses them
                     os.kill(p, signal.SIGKILL)
-                return {"rc": None, "seconds": time.time() - t0, "killed": killed, "timed_out": timed_out,
-                        "pids": group, "alive_after_kill": left, "gone_after_s": time.time() - t_kill}  # fmt: skip
+                return {
+                    "rc": None,
+                    "seconds": time.time() - t0,
+                    "killed": killed,
+                    "timed_out": timed_out,
+                    "pids": group,
+                    "alive_after_kill": left,
+                    "gone_after_s": time.time() - t_kill,
+                }
             time.sleep(0.1)
     return {"rc": proc.returncode, "seconds": time.time() - t0, "killed": False, "timed_out": False}
 
@@ -219,3 +249,146 @@ def log_overlap(spans) -> float:
         (datetime.strptime(a, "%Y-%m-%d %H:%M:%S,%f"), datetime.strptime(b, "%Y-%m-%d %H:%M:%S,%f")) for a, b in spans
     ]
     return max(0.0, (min(b for _, b in parse) - max(a for a, _ in parse)).total_seconds())
+
+
+# -- the summary (bench_summary.py's rows) ------------------------------------------------------
+
+
+def summary_rows(report: dict) -> list:
+    rows = []
+    ds = report.get("dataset")
+    if ds:
+        two = ds["runs"][2]
+        env = ", ".join(
+            f"{Path(j['log']).stem}: CUDA_VISIBLE_DEVICES={j['device'] and j['device']['visible']}" for j in two["jobs"]
+        )
+        distinct = two["distinct"] if not report["smoke"] else True  # on the CPU: no GPUs to tell apart
+        ok = bool(distinct) and two["overlap_s"] > 0 and two["nvidia_smi_together"] is not False
+        rows.append(
+            summary_row(
+                "Two GPUs: 2 dataset shard jobs at once, each on its own GPU",
+                "yes" if ok else "NO",
+                None,
+                "",
+                "distinct GPUs, concurrent",
+                f"{env}; logs overlap {two['overlap_s']:.1f} s; "
+                f"nvidia-smi saw both at once: {two['nvidia_smi_together']}; runner {ds['runner']}",
+                met=ok,
+            )
+        )
+        differ = [k for k, v in ds["identical"].items() if not v]
+        rows.append(
+            summary_row(
+                f"Two GPUs: dataset ({ds['faces']} faces) 2 jobs vs 1, bit-identical",
+                "no" if differ else "yes",
+                None,
+                "",
+                "identical",
+                f"differ: {differ}" if differ else f"{len(ds['identical'])} datasets, sha256",
+                met=not differ,
+            )
+        )
+    tr = report.get("training", {})
+    one, two = tr.get("one_gpu"), tr.get("two_gpus")
+    if two:
+        ranks = [(d["rank"], d["device"], d["uuid"]) for d in two["devices"] if d["rank"] is not None]
+        distinct = None if report["smoke"] else bool(two["distinct"])
+        rows.append(
+            summary_row(
+                "Two GPUs: train_mref ranks on distinct GPUs",
+                {True: "yes", False: "NO", None: "-"}[distinct],
+                None,
+                "",
+                "distinct",
+                f"rank, device, uuid: {ranks}; rc {two['rc']}",
+                met=distinct,
+            )
+        )
+    if "curves" in tr:
+        c, w = tr["curves"], tr["weights"]
+        terms = ", ".join(f"{k} {v:.2g}" for k, v in c["max_rel_per_term"].items() if k != "total")
+        rows.append(
+            summary_row(
+                "Two GPUs: total loss curve vs one GPU (same global batch), max rel diff",
+                c["max_rel"],
+                None,
+                "",
+                Target("<=", LOSS_RTOL),
+                f"{c['steps']} steps; per term (not judged): {terms}",
+                ratio=False,
+            )
+        )
+        rows.append(
+            summary_row(
+                "Two GPUs: final M_ref weights vs one GPU, max diff in Adam steps (lr)",
+                w["in_lr"],
+                None,
+                "",
+                Target("<=", WEIGHT_TOL_LR),
+                f"max abs {w['max_abs']:.3g}; the head moved up to {w['head_moved']:.3g}",
+                ratio=False,
+            )
+        )
+    if one and two:
+        rows.append(
+            summary_row(
+                "Two GPUs: train_mref steps/s (float32 eager), 2 GPUs vs 1",
+                two.get("steps_per_s"),
+                one.get("steps_per_s"),
+                "steps/s",
+                None,
+                "after the first step, same global batch",
+            )
+        )
+    kill, res = tr.get("killed"), tr.get("resumed")
+    if kill and res:
+        ok = bool(
+            kill["killed"]
+            and res["rc"] == 0
+            and res["resumed"]
+            and res.get("every_step_once")
+            and not kill.get("alive_after_kill")
+            and res.get("vs_uninterrupted", {}).get("ok", True)
+        )
+        v, wv = res.get("vs_uninterrupted", {}), res.get("weights_vs_uninterrupted", {})
+        rows.append(
+            summary_row(
+                "Two GPUs: SIGKILL mid-run, then resume",
+                "yes" if ok else "NO",
+                None,
+                "",
+                "resumes, every step once",
+                f"resumed from step {res['resumed']}; processes alive 10 s after the kill: "
+                f"{kill.get('alive_after_kill')}; total loss vs the uninterrupted run: max rel {v.get('max_rel')}, "
+                f"weights {wv.get('in_lr')} Adam steps apart (run-to-run noise on this device)",
+                met=ok,
+            )
+        )
+    c2, c1 = tr.get("compiled_two_gpus"), tr.get("compiled_one_gpu")
+    if c2:
+        rows.append(
+            summary_row(
+                "Two GPUs: train_mref steps/s bf16 compiled, 2 GPUs (DDP) vs 1 (CUDA graphs)",
+                c2.get("steps_per_s"),
+                c1 and c1.get("steps_per_s"),
+                "steps/s",
+                None,
+                f"first step (compile) {c2.get('first_step_s')} s vs {c1 and c1.get('first_step_s')} s; "
+                f"rc {c2['rc']}/{c1 and c1['rc']}",
+            )
+        )
+    for s in report.get("skipped", []):
+        rows.append(summary_row(f"Two GPUs: {s.split(':')[0]}: not run", None, note=s))
+    return rows
+
+
+def print_table(report: dict) -> None:
+    print("\n| measurement | two GPUs | one GPU (baseline) | x | target | met | note |\n|---|---|---|---|---|---|---|")
+    for r in report.get("summary_rows", []):
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        met = {True: "yes", False: "NO", None: "-"}[r["met"]]
+        print(
+            f"| {r['stage']} | {fmt_number(r['ours'])} | {fmt_number(r['baseline'])} | {ratio} | {r['target'] or '-'} "
+            f"| {met} | {r['note']} |",
+            flush=True,
+        )

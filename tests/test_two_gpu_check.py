@@ -93,8 +93,9 @@ def test_the_parsed_lines_are_those_the_training_job_logs(training_inputs, tmp_p
 
     cfg = {**copy.deepcopy(TRAINING_CFG), "num_steps": 3}
     with caplog.at_level(logging.INFO):
-        start_training(tmp_path / "m" / "mref.pt", training_cfg=cfg, variant="final", device_name="cpu",
-                       **training_inputs)  # fmt: skip
+        start_training(
+            tmp_path / "m" / "mref.pt", training_cfg=cfg, variant="final", device_name="cpu", **training_inputs
+        )
     text = "\n".join(r.getMessage() for r in caplog.records)
     (steps, _, _, first, later), *_ = check.RATE_LINE.findall(text)
     assert int(steps) == 3 and float(first) > 0 and float(later) > 0
@@ -115,8 +116,13 @@ def test_a_killed_job_reports_and_ends_the_children_its_group_kill_missed(tmp_pa
     it, run_process reports it alive and then kills it, so nothing outlives the check."""
     marker = tmp_path / "pid"
     t0 = time.time()
-    res = check.run_process([sys.executable, "-c", SESSION_CHILD, str(marker)], tmp_path / "log", timeout=60,
-                            kill_when=marker.exists, grace=1.0)  # fmt: skip
+    res = check.run_process(
+        [sys.executable, "-c", SESSION_CHILD, str(marker)],
+        tmp_path / "log",
+        timeout=60,
+        kill_when=marker.exists,
+        grace=1.0,
+    )
     grandchild = int(marker.read_text())
     assert res["killed"] and not res["timed_out"] and res["rc"] is None
     assert res["alive_after_kill"] == [grandchild]
