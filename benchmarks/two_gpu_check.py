@@ -2,7 +2,7 @@
 resume under torchrun, and two dataset shard jobs sharing the machine, each figure printed
 beside its one-GPU baseline from the same run.
 
-    PYTHONPATH=. timeout 570 python benchmarks/two_gpu_check.py --time-budget 480 --out $OUT/two_gpu
+    PYTHONPATH=. timeout 540 python benchmarks/two_gpu_check.py --time-budget 450 --out $OUT/two_gpu
     PYTHONPATH=. python benchmarks/two_gpu_check.py --smoke --out /tmp/two_gpu   # CPU, gloo, tiny
 
 In order, each in fresh processes started as the rules' scripts start them:
