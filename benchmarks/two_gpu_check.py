@@ -247,7 +247,7 @@ def train_run(args, inputs, name: str, cfg: dict, watcher, timeout: float, kill_
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="folder: two_gpu.json and every job's log")
-    ap.add_argument("--time-budget", type=float, default=480.0, help="seconds for everything; later phases are cut")
+    ap.add_argument("--time-budget", type=float, default=450.0, help="seconds for everything; later phases are cut")
     ap.add_argument("--smoke", action="store_true", help="CPU, gloo, tiny generator and sizes")
     ap.add_argument("--runner", choices=["snakemake", "jobs"], default=None)
     ap.add_argument("--faces", type=int, default=512)
