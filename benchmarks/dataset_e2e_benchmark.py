@@ -55,28 +55,43 @@ def dataset_config(args, faces: int, new: bool, num_shards=None) -> dict:
     return ds
 
 
-def run_jobs(gen: Path, results: Path, ds: dict, device: str) -> None:
-    """One subprocess per shard job, then the merge job: the rules' scripts without snakemake."""
+def run_jobs(gen: Path, results: Path, ds: dict, device: str, parallel: int = 1) -> None:
+    """One subprocess per shard job, at most `parallel` at once (what `--resources gpu=N` lets
+    snakemake run), then the merge job: the rules' scripts without snakemake. Each job logs, as
+    its rule does, to stderr and to results/logs/<rule>/... (two_gpu_check.py reads the logs)."""
     from pipeline_lib.jobs.dataset import shard_indices
 
     shards = [results / "dataset" / "shards" / f"{i}.h5" for i in shard_indices(ds)]
-    for i, path in enumerate(shards):
-        code = (
-            "import json, sys, logging; logging.basicConfig(level=logging.INFO)\n"
-            "from pipeline_lib.jobs import dataset\n"
-            f"dataset.synthesize_shard({str(gen)!r}, {str(path)!r}, {i}, json.loads(sys.argv[1]), {device!r})\n"
-        )
-        subprocess.run([sys.executable, "-c", code, json.dumps(ds)], check=True, cwd=REPO, env=_env())
     code = (
-        "import json, sys\nfrom pipeline_lib.jobs import dataset\n"
+        "import json, sys\nfrom pipeline_lib.logs import configure\nfrom pipeline_lib.jobs import dataset\n"
+        "configure(sys.argv[2])\n"
+        "dataset.synthesize_shard(sys.argv[3], sys.argv[4], int(sys.argv[5]), json.loads(sys.argv[1]), sys.argv[6])\n"
+    )
+    running = []
+    for i, path in enumerate(shards):
+        if len(running) >= parallel:
+            _wait_job(running.pop(0))
+        log = results / "logs" / "synthesize_shard" / f"{i}.log"
+        argv = [sys.executable, "-c", code, json.dumps(ds), str(log), str(gen), str(path), str(i), device]
+        running.append(subprocess.Popen(argv, cwd=REPO, env=_env()))
+    for proc in running:
+        _wait_job(proc)
+    code = (
+        "import json, sys\nfrom pipeline_lib.logs import configure\nfrom pipeline_lib.jobs import dataset\n"
+        "configure(sys.argv[3])\n"
         f"dataset.merge(json.loads(sys.argv[2]), {str(results / 'dataset' / 'faces.h5')!r}, json.loads(sys.argv[1]))\n"
     )
-    subprocess.run(
-        [sys.executable, "-c", code, json.dumps(ds), json.dumps([str(p) for p in shards])], check=True, env=_env()
-    )
+    argv = [sys.executable, "-c", code, json.dumps(ds), json.dumps([str(p) for p in shards])]
+    subprocess.run(argv + [str(results / "logs" / "merge_dataset.log")], check=True, env=_env())
 
 
-def run_snakemake(gen: Path, results: Path, ds: dict, device: str, work: Path, smoke: bool) -> None:
+def _wait_job(proc: subprocess.Popen) -> None:
+    if proc.wait():
+        raise subprocess.CalledProcessError(proc.returncode, proc.args[:2])
+
+
+def run_snakemake(gen: Path, results: Path, ds: dict, device: str, work: Path, smoke: bool, gpus=None) -> None:
+    """`snakemake --profile profiles/local-gpu` for the merged faces; `gpus` sets --resources gpu=N."""
     config = {"results": str(results), "device": device, "generator": {"weights": str(gen)}, "dataset": ds}
     if smoke:  # the tiny generator has 7 conv layers: ablation ranges it can hold (checked at start-up)
         config["ablation"] = {"configs": {f"config{i}": ["conv0", "conv2"] for i in range(1, 6)}}
@@ -84,6 +99,7 @@ def run_snakemake(gen: Path, results: Path, ds: dict, device: str, work: Path, s
     cfg.write_text(yaml.safe_dump(config))
     cmd = [sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles" / "local-gpu"), "--configfile",
            str(cfg), "--directory", str(REPO), str(results / "dataset" / "faces.h5")]  # fmt: skip
+    cmd += [] if gpus is None else ["--resources", f"gpu={gpus}"]
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True)
     if proc.returncode:
         print(proc.stdout[-3000:], proc.stderr[-6000:], flush=True)

@@ -42,7 +42,24 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+    log.info("device %s", describe_device(device))
     return device
+
+
+def describe_device(device) -> str:
+    """The device a job computes on, as one log line can prove it: on CUDA the physical card
+    (name and UUID, which `nvidia-smi --query-compute-apps` also reports), the
+    CUDA_VISIBLE_DEVICES it was chosen among, and the process id, so that concurrent jobs on
+    one machine can be shown to use different GPUs (benchmarks/two_gpu_check.py reads it)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return f"{device} [pid {os.getpid()}]"
+    index = torch.cuda.current_device() if device.index is None else device.index
+    props = torch.cuda.get_device_properties(index)
+    uuid = getattr(props, "uuid", None)
+    uuid = f"GPU-{uuid}" if uuid is not None and not str(uuid).startswith("GPU-") else uuid
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+    return f"cuda:{index} [{props.name}; uuid {uuid}; CUDA_VISIBLE_DEVICES={visible}; pid {os.getpid()}]"
 
 
 def claim_gpus(n: int, lock_dir=None, poll_seconds: float = 5.0, total: int | None = None) -> list[int] | None:

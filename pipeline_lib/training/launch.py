@@ -7,15 +7,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from pipeline_lib.devices import claim_gpus, resolve_device
+from pipeline_lib.devices import claim_gpus, describe_device, resolve_device
 from pipeline_lib.encoders import build_encoder
 from pipeline_lib.generator import load_generator
 from pipeline_lib.logs import configure
@@ -85,7 +88,7 @@ def launch_distributed(args: dict, nproc: int) -> Path:
     """torchrun --standalone (a free rendezvous port per job, so concurrent jobs on one node do
     not collide), one process per GPU, each running `python -m pipeline_lib.training.launch`."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump(args, fh)
+        json.dump({**args, "launcher_pid": os.getpid()}, fh)
         args_file = fh.name
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
     cmd = [
@@ -124,6 +127,8 @@ def _train_process(args: dict, rank: int, world: int):
             raise RuntimeError(f"{world} training processes but only {torch.cuda.device_count()} visible GPUs")
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
+    if world > 1:
+        log.info("process %d of %d on %s", rank, world, describe_device(device))
     G = load_generator(args["generator_path"], device=device)
     encoders = EncoderSettings.parse(args["encoders_cfg"])
     detector = encoders.landmarks_train
@@ -152,6 +157,8 @@ def _distributed_main(args_file: str) -> None:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     with open(args_file) as fh:
         args = json.load(fh)
+    if args.get("launcher_pid"):
+        end_with_launcher(args["launcher_pid"])
     backend = "nccl" if args["device_name"] != "cpu" and torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
@@ -160,6 +167,41 @@ def _distributed_main(args_file: str) -> None:
         _train_process(args, rank, world)
     finally:
         dist.destroy_process_group()
+
+
+def end_with_launcher(pid: int, poll_seconds: float = 0.5) -> threading.Thread:
+    """End this training process (SIGKILL) as soon as process `pid`, the job that launched
+    torchrun, is gone.
+
+    torchrun starts each worker in a session of its own, so killing the job's process group
+    (snakemake cancelling a job, `kill -9 -PGID`, a benchmark's budget) does not reach the
+    workers: they trained on as orphans, into the folder that the rerun resumes from and on
+    GPUs whose claims (the launcher's lock files) the kill had released to the next job
+    (benchmarks/two_gpu_check.py found them alive after the kill)."""
+
+    def watch():
+        while _alive(pid):
+            time.sleep(poll_seconds)
+        log.error("the training job (process %d) is gone: this training process ends too", pid)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, daemon=True, name="launcher-watch")
+    thread.start()
+    return thread
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, killed but not yet reaped by its parent, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: os.kill's answer stands
 
 
 if __name__ == "__main__":

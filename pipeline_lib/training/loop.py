@@ -155,15 +155,21 @@ def train(
     t0 = time.perf_counter()
     try:
         prefetchers = [Prefetcher(data, s, start, stop, rank, world, pin=pin) for s in all_settings]
-        _loop(trainer, runs, prefetchers, start, stop, rank, world, progress)
+        first_done = _loop(trainer, runs, prefetchers, start, stop, rank, world, progress)
     finally:
         for p in prefetchers:
             p.close()
         for run in runs:
             run.close()
-    seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
     if rank == 0 and stop > start:
-        log.info("%d steps in %.1f s (%.2f steps/s)", stop - start, seconds, (stop - start) / seconds)
+        # The first step of a process compiles (minutes on a GPU): the rate of the others is the
+        # job's speed (benchmarks/two_gpu_check.py compares it between one and two GPUs).
+        later = f"{(stop - start - 1) / (t1 - first_done):.2f}" if stop - start > 1 else "-"
+        log.info(
+            "%d steps in %.1f s (%.2f steps/s; first step %.1f s, the others %s steps/s)",
+            stop - start, t1 - t0, (stop - start) / (t1 - t0), first_done - t0, later,
+        )  # fmt: skip
     if stop < num_steps:
         return out_paths if many else out_paths[0]
     if rank == 0:
@@ -176,10 +182,12 @@ def train(
 
 
 def _loop(trainer: Trainer, runs: list[VariantRun], prefetchers, start: int, stop: int, rank, world, progress):
-    """Steps [start, stop): step, log, checkpoint and sample every variant."""
+    """Steps [start, stop): step, log, checkpoint and sample every variant. Returns the time
+    (perf_counter) when the first of them was done, losses synchronised."""
     name = "+".join(run.settings.variant for run in runs)
     bar = tqdm(total=stop, initial=start, desc=f"train {name}", unit="step", disable=not progress or rank != 0)
-    for _ in range(start, stop):
+    first_done = time.perf_counter()
+    for k in range(start, stop):
         batches = []
         for run, prefetch in zip(runs, prefetchers):
             step, ids, attrs, cross, image = prefetch.get()
@@ -200,9 +208,14 @@ def _loop(trainer: Trainer, runs: list[VariantRun], prefetchers, start: int, sto
                     dist.barrier()
             if rank == 0 and done % rs.sample_every == 0:
                 sample_grid(trainer, run.folder.samples / f"step_{done:09d}.png", v)
+        if k == start:
+            for run in runs:  # a sync, so that the first step's time holds its GPU work
+                run.write_rows(trainer.flush_losses(run.variant))
+            first_done = time.perf_counter()
     bar.close()
     for run in runs:
         run.write_rows(trainer.flush_losses(run.variant))
+    return first_done
 
 
 def finish(trainer: Trainer, run: VariantRun, input_checksums: dict, landmark_encoder) -> None:
