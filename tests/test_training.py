@@ -133,6 +133,16 @@ def _read_csv(path):
         return list(csv.DictReader(fh))
 
 
+def kill_after_checkpoint(proc, ckpt_dir, pattern: str, timeout_s: float) -> None:
+    """SIGKILL the job's process group once a checkpoint matching `pattern` exists (or after a
+    generous `timeout_s`), then reap it: a kill mid-run, whatever the machine's speed."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and not any(ckpt_dir.glob(pattern)):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def _job_script(inputs, out, cfg, variant="final") -> str:
     args = dict(inputs, out_path=str(out), training_cfg=cfg, variant=variant, device_name="cpu")
     return (
@@ -163,11 +173,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_reaches_the_same_weights(i
         start_new_session=True,
     )
     ckpt_dir = killed.parent / "checkpoints"
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(ckpt_dir.glob("step_00000000[4-8].pt")):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint(proc, ckpt_dir, "step_00000000[4-8].pt", 120)
     assert not killed.exists(), "the run was killed before it finished, so there must be no target"
     resumed_from = int(sorted(ckpt_dir.glob("step_*.pt"))[-1].stem.split("_")[1])
     assert 4 <= resumed_from < 9
@@ -240,11 +246,7 @@ def test_a_killed_two_process_job_leaves_no_process_behind_and_resumes(inputs, t
             [sys.executable, "-c", _job_script(inputs, out, cfg)], env=env, stderr=log, start_new_session=True
         )
     ckpt_dir = out.parent / "checkpoints"
-    deadline = time.time() + 180
-    while time.time() < deadline and not any(ckpt_dir.glob("step_00000000[2-4].pt")):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint(proc, ckpt_dir, "step_00000000[2-4].pt", 180)
     workers = [int(p) for p in re.findall(r"process \d of 2 on cpu \[pid (\d+)\]", log_path.read_text())]
     assert len(workers) == 2
     deadline = time.time() + 20
