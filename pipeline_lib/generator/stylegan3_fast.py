@@ -171,7 +171,7 @@ class _Layer:
 FIR_IMPLEMENTATIONS = ("stencil", "triton", "triton-passes", "auto")
 
 
-_TRITON = {}  # "op": the custom op of stylegan3_triton.py, once imported (never while torch.compile traces)
+_TRITON = {}  # the custom ops of stylegan3_fused.py / _triton.py and fused_plan, once imported (never while tracing)
 
 
 def triton_available() -> bool:
@@ -233,9 +233,11 @@ class StyleGAN3FastSynthesis(nn.Module):
             where = f"{str(self.dtype).removeprefix('torch.')} in NVIDIA's {half} fp16 layers, float32 in the others"
         fir = {
             "stencil": "float32-accumulating stencils",
-            "triton": "one fused Triton kernel per layer, float32-accumulating (stencils where a gradient is recorded)",
+            "triton": "one fused float32-accumulating Triton kernel per half layer, four Triton passes in float32 "
+            "layers (stencils where a gradient is recorded)",
             "triton-passes": "four float32-accumulating Triton passes (stencils where a gradient is recorded)",
-            "auto": "one fused float32-accumulating Triton kernel per layer on CUDA without gradients, stencils otherwise",
+            "auto": "on CUDA without gradients one fused float32-accumulating Triton kernel per half layer and four "
+            "Triton passes in float32 layers, stencils otherwise",
         }[self.fir]
         tf32 = "; TF32 convs in the float32 layers" if self.tf32 and half else ""
         return f"StyleGAN3FastSynthesis: {where}{tf32}; filtered leaky ReLU as {fir}"
