@@ -23,8 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
+from all_stages import descendants  # noqa: E402
 from bench_summary import Target, fmt_number, summary_row  # noqa: E402
 
+from pipeline_lib.training.launch import process_alive  # noqa: E402
 from pipeline_lib.training.step import LOSS_TERMS  # noqa: E402  (the columns of losses.csv)
 
 # The DDP tolerance of tests/test_training.py::test_two_processes_under_torchrun_match_one_process:
@@ -179,12 +181,6 @@ class GpuWatcher:
         self._stop.set()
 
 
-def descendants(pid: int) -> list[int]:
-    from all_stages import descendants as below
-
-    return below(pid)
-
-
 def run_process(argv, log_path: Path, timeout: float, kill_when=None, grace: float = 10.0) -> dict:
     """Run argv in its own session, output to log_path; SIGKILL its whole group when
     `kill_when()` turns true or `timeout` passes. Returns rc, seconds, killed, timed_out, and after
@@ -206,9 +202,9 @@ def run_process(argv, log_path: Path, timeout: float, kill_when=None, grace: flo
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 t_kill = time.time()
-                while time.time() - t_kill < grace and any(_running(p) for p in group):
+                while time.time() - t_kill < grace and any(process_alive(p) for p in group):
                     time.sleep(0.1)
-                left = [p for p in group if _running(p)]
+                left = [p for p in group if process_alive(p)]
                 for p in left:  # torchrun's workers have sessions of their own: the group kill misses them
                     os.kill(p, signal.SIGKILL)
                 return {
@@ -222,13 +218,6 @@ def run_process(argv, log_path: Path, timeout: float, kill_when=None, grace: flo
                 }
             time.sleep(0.1)
     return {"rc": proc.returncode, "seconds": time.time() - t0, "killed": False, "timed_out": False}
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def snakemake_works() -> bool:

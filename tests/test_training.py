@@ -24,7 +24,7 @@ from pipeline_lib.generator import load_generator
 from pipeline_lib.mref import ReferenceMapper, load_mapper
 from pipeline_lib.settings import TrainingSettings
 from pipeline_lib.training.data import TrainingData, batch_plan
-from pipeline_lib.training.launch import start_training
+from pipeline_lib.training.launch import process_alive, start_training
 from pipeline_lib.training.step import Trainer, lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,7 +149,7 @@ def _job_script(inputs, out, cfg, variant="final") -> str:
         "import json, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
         "from pipeline_lib.logs import configure\n"
-        "from pipeline_lib.training.launch import start_training\n"
+        "from pipeline_lib.training.launch import process_alive, start_training\n"
         "configure()\n"
         f"start_training(**json.loads({json.dumps(json.dumps(args))}))\n"
     )
@@ -250,9 +250,9 @@ def test_a_killed_two_process_job_leaves_no_process_behind_and_resumes(inputs, t
     workers = [int(p) for p in re.findall(r"process \d of 2 on cpu \[pid (\d+)\]", log_path.read_text())]
     assert len(workers) == 2
     deadline = time.time() + 20
-    while time.time() < deadline and any(_running(p) for p in workers):
+    while time.time() < deadline and any(process_alive(p) for p in workers):
         time.sleep(0.1)
-    assert not any(_running(p) for p in workers), "a training process outlived its killed job"
+    assert not any(process_alive(p) for p in workers), "a training process outlived its killed job"
     assert not out.exists()
     resumed_from = int(sorted(ckpt_dir.glob("step_*.pt"))[-1].stem.split("_")[1])
     done = subprocess.run(
@@ -261,10 +261,3 @@ def test_a_killed_two_process_job_leaves_no_process_behind_and_resumes(inputs, t
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"(step {resumed_from} of 6)" in done.stderr
     assert [int(r["step"]) for r in _read_csv(out.parent / "logs" / "losses.csv")] == list(range(6))
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from training_inputs import TRAINING_CFG
 
+from pipeline_lib.training.launch import process_alive
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -127,9 +129,9 @@ def test_a_killed_job_reports_and_ends_the_children_its_group_kill_missed(tmp_pa
     assert res["killed"] and not res["timed_out"] and res["rc"] is None
     assert res["alive_after_kill"] == [grandchild]
     deadline = time.time() + 10
-    while time.time() < deadline and check._running(grandchild):
+    while time.time() < deadline and process_alive(grandchild):
         time.sleep(0.05)
-    assert not check._running(grandchild) and time.time() - t0 < 30
+    assert not process_alive(grandchild) and time.time() - t0 < 30
 
 
 def test_describe_device_names_the_physical_gpu_in_the_parsed_form(monkeypatch):

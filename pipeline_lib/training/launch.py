@@ -180,7 +180,7 @@ def end_with_launcher(pid: int, poll_seconds: float = 0.5) -> threading.Thread:
     (benchmarks/two_gpu_check.py found them alive after the kill)."""
 
     def watch():
-        while _alive(pid):
+        while process_alive(pid):
             time.sleep(poll_seconds)
         log.error("the training job (process %d) is gone: this training process ends too", pid)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -190,7 +190,7 @@ def end_with_launcher(pid: int, poll_seconds: float = 0.5) -> threading.Thread:
     return thread
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie, killed but not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
