@@ -11,6 +11,7 @@ default setting is what `fused_plan` picks."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -31,16 +32,33 @@ def cuda_ms(fn, reps: int = 20) -> float:
 
 
 def settings(plan) -> dict:
-    """name -> FusedPlan: the default, the other tile, and channel/warp variations."""
+    """name -> (FusedPlan, warps, register cap): the default, and variations of the channels per
+    program, warps, the tile's up-sampled rows and the rows per chunk, and register caps. (Tiles
+    of 64 columns spilled registers with the hi + lo taps: up to 5x slower, `results_2026-12-03/fused/r3/`.)"""
     g, kd = plan.g_array, plan.kd_array
-    base = stylegan3_fused.fused_plan(g, kd, plan.down, plan.c_out_p)
-    out = {"default": (base, stylegan3_fused.NUM_WARPS)}
-    for tile in (32, 64):
-        for cb in (8, 16):
-            for warps in (4, 8):
-                p = stylegan3_fused.fused_plan(g, kd, plan.down, plan.c_out_p, tile=tile, channels_per_program=cb)
-                out[f"TA{tile} CB{cb} w{warps}"] = (p, warps)
+    plan_of = functools.partial(stylegan3_fused.fused_plan, g, kd, plan.down, plan.c_out_p)
+    warps, cap = stylegan3_fused.NUM_WARPS, stylegan3_fused.MAX_REGISTERS
+    out = {"default": (plan_of(), warps, cap)}
+    for cb in (8, 16):
+        for w in (4, 8):
+            out[f"CB{cb} w{w}"] = (plan_of(channels_per_program=cb), w, cap)
+    out["rows 32 chunk 32 (one chunk)"] = (plan_of(rows=32, chunk=32), warps, cap)
+    out["rows 128 chunk 16"] = (plan_of(rows=128), warps, cap)
+    for regs in (128, 168):
+        out[f"max {regs} registers"] = (plan_of(), warps, regs)
+    out["CB8 max 128 registers"] = (plan_of(channels_per_program=8), warps, 128)
     return out
+
+
+def compiled_info() -> str:
+    """Registers, spills and shared memory of the fused kernel compiled last (Triton's JIT cache;
+    its layout varies between Triton versions, hence the fallback)."""
+    try:
+        kernels = [k for cache in stylegan3_fused._fused_kernel.device_caches.values() for k in cache[0].values()]
+        k = kernels[-1]
+        return f"{k.n_regs} regs, {k.n_spills} spills, {k.metadata.shared} B shared"
+    except Exception as exc:  # noqa: BLE001 - a diagnostic only
+        return f"(no compile info: {type(exc).__name__})"
 
 
 def run(name: str, batch: int, device, fixtures: Path) -> dict:
@@ -48,7 +66,7 @@ def run(name: str, batch: int, device, fixtures: Path) -> dict:
     G = random_generator(cfg, 0, device)
     fast = StyleGAN3FastSynthesis(G, torch.float16, True, channels_last=True, fir="triton").to(device)
     totals: dict[str, float] = {}
-    default_warps = stylegan3_fused.NUM_WARPS
+    defaults = stylegan3_fused.NUM_WARPS, stylegan3_fused.MAX_REGISTERS
     for i, plan in enumerate(fast.plans):
         if plan.torgb or plan.fused is None:  # float32 layers run the four passes
             continue
@@ -68,23 +86,25 @@ def run(name: str, batch: int, device, fixtures: Path) -> dict:
         rms = exact.square().mean().sqrt().item()
         rel_rms = {"4 passes": (want - exact).square().mean().sqrt().item() / rms}
         errs = {}
-        for sname, (fp, warps) in settings(plan).items():
+        info = {}
+        for sname, (fp, warps, cap) in settings(plan).items():
             mats = [m.to(device) for m in fp.matrices(plan.dtype)]
-            stylegan3_fused.NUM_WARPS = warps
+            stylegan3_fused.NUM_WARPS, stylegan3_fused.MAX_REGISTERS = warps, cap
 
             def call():
-                args = (fp.up, fp.down, plan.pad_l, plan.n_out, fp.step, fp.CB, clamp)
+                args = (fp.up, fp.down, plan.pad_l, plan.n_out, fp.step, fp.step_h, fp.CB, clamp)
                 return stylegan3_fused.filtered_lrelu(y, dcoef, bias, *mats, *args)
 
             try:
                 times[sname] = cuda_ms(call)
+                info[sname] = compiled_info()
                 got = call().float()
                 errs[sname] = (got - want).abs().max().item() / max(want.abs().max().item(), 1e-6)
                 rel_rms[sname] = (got - exact).square().mean().sqrt().item() / rms
             except Exception as exc:  # a setting that does not compile (registers, shared memory)
                 times[sname] = float("nan")
                 errs[sname] = f"{type(exc).__name__}: {str(exc)[:80]}"
-        stylegan3_fused.NUM_WARPS = default_warps
+        stylegan3_fused.NUM_WARPS, stylegan3_fused.MAX_REGISTERS = defaults
         for k, v in times.items():
             totals[k] = totals.get(k, 0.0) + v
         best = min((k for k in times if k != "4 passes" and times[k] == times[k]), key=times.get)
@@ -92,7 +112,8 @@ def run(name: str, batch: int, device, fixtures: Path) -> dict:
             f"{name} L{i} n {n}->{plan.n_out} C {C} up {plan.up} {str(plan.dtype)[6:]}: 4 passes "
             f"{times['4 passes']:.2f} ms, default {times['default']:.2f} ms (rel err {errs['default']}), "
             f"best {best} {times[best]:.2f} ms; rms error vs float32 of the same input: 4 passes "
-            f"{rel_rms['4 passes']:.1e}, fused {rel_rms.get('default', float('nan')):.1e}",
+            f"{rel_rms['4 passes']:.1e}, fused {rel_rms.get('default', float('nan')):.1e}; compiled: default "
+            f"{info.get('default')}, best {info.get(best)}\n    " + ", ".join(f"{k} {v:.2f}" for k, v in times.items()),
             flush=True,
         )
     print(f"== {name} batch {batch}, sum over layers (ms):")

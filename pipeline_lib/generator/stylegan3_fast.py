@@ -140,6 +140,7 @@ class _Layer:
         self.scale = 1.0 if torgb else 1 / math.sqrt(self.c_in * self.k**2)  # weight pre-scale (fp16 range)
         self.clamp = layer.conv_clamp
         self.radial = layer.down_filter is not None and layer.down_filter.ndim == 2
+        self.fused = None  # the fused kernel's FusedPlan, for half layers (StyleGAN3FastSynthesis._prepare)
         if torgb:
             assert self.up == 1 and self.down == 1 and layer.up_filter is None and layer.down_filter is None
             return
@@ -260,15 +261,16 @@ class StyleGAN3FastSynthesis(nn.Module):
             self.register_buffer(f"kd{i}", kd.expand(plan.c_out_p, 1, *kd.shape).contiguous())
             self.register_buffer(f"up_taps{i}", torch.from_numpy(plan.g_array).float())  # Triton kernels
             self.register_buffer(f"down_taps{i}", torch.from_numpy(plan.kd_array).float())
-            plan.fused = None  # float32 layers: the four passes, exact (and 2.5x faster than tf32x3 products there)
+            # float32 layers keep the four passes, exact (and 2.5x faster than tf32x3 products there)
             if self.triton and dt != torch.float32:  # the fused kernel's tiles and filter matrices (stylegan3_fused.py)
                 plan.fused = _TRITON["plan"](plan.g_array, plan.kd_array, plan.down, plan.c_out_p)
-                for name, m in zip(("fu", "fdh", "fdw"), plan.fused.matrices(dt)):
+                for name, m in zip(("fuw", "fuc", "fdh", "fdw"), plan.fused.matrices(dt)):
                     self.register_buffer(f"{name}{i}", m)
 
-    def _modconv(self, i: int, plan: _Layer, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Shared-weight conv of the style-scaled input, in the layer's dtype, and the float32
-        demodulation coefficients [N, C_out] that scale it before the bias."""
+    def _styles(self, i: int, plan: _Layer, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's float32 input scaling [N, C_in (aligned)] (styles x magnitude_ema gain)
+        and demodulation coefficients [N, C_out (aligned)], which scale the conv's output
+        before the bias (the modulated conv as one shared-weight conv)."""
         gain = getattr(self, f"gain{i}")
         if plan.torgb:
             s = s * (1 / math.sqrt(plan.c_in * plan.k**2))
@@ -277,11 +279,14 @@ class StyleGAN3FastSynthesis(nn.Module):
             s = s * s.square().mean().rsqrt()
             dcoef = (s.square() @ getattr(self, f"wsq{i}") + 1e-8).rsqrt() / plan.scale
             dcoef = F.pad(dcoef, [0, plan.c_out_p - plan.c_out], value=1.0)  # the zero channels
-        xs = x * F.pad(s * gain, [0, plan.c_in_p - plan.c_in]).to(x.dtype)[:, :, None, None]
+        return F.pad(s * gain, [0, plan.c_in_p - plan.c_in]), dcoef
+
+    def _conv(self, i: int, plan: _Layer, xs: torch.Tensor) -> torch.Tensor:
+        """Shared-weight conv of the style-scaled input, in the layer's dtype."""
         xs = xs.to(plan.dtype).contiguous(memory_format=self.memory_format)
         if self.tf32 and plan.dtype == torch.float32 and xs.is_cuda:  # one op: no graph break (tf32_conv.py)
-            return conv2d_tf32(xs, getattr(self, f"w{i}"), plan.k - 1), dcoef
-        return F.conv2d(xs, getattr(self, f"w{i}"), padding=plan.k - 1), dcoef
+            return conv2d_tf32(xs, getattr(self, f"w{i}"), plan.k - 1)
+        return F.conv2d(xs, getattr(self, f"w{i}"), padding=plan.k - 1)
 
     def _use_triton(self, x: torch.Tensor) -> bool:
         """The Triton kernels have no backward: the stencils whenever a gradient is recorded."""
@@ -291,16 +296,20 @@ class StyleGAN3FastSynthesis(nn.Module):
             return True
         return x.is_cuda and self.channels_last
 
-    def _triton_filtered_lrelu(self, i: int, plan: _Layer, y: torch.Tensor, dcoef: torch.Tensor) -> torch.Tensor:
+    def _triton_filtered_lrelu(
+        self, i: int, plan: _Layer, y: torch.Tensor, dcoef: torch.Tensor, next_scale: torch.Tensor | None
+    ) -> tuple[torch.Tensor, bool]:
+        """The layer's filtered leaky ReLU in Triton; returns (output, whether the fused kernel
+        already multiplied it by `next_scale`, the next layer's input scaling)."""
         y = y.contiguous(memory_format=torch.channels_last)
         clamp = -1.0 if plan.clamp is None else float(plan.clamp)
         if self.fir == "triton-passes" or plan.fused is None:
             args = (getattr(self, f"up_taps{i}"), getattr(self, f"down_taps{i}"), plan.pad_l, plan.t, plan.down)
-            return _TRITON["passes"](y, dcoef.contiguous(), getattr(self, f"b{i}"), *args, plan.n_out, clamp)
+            return _TRITON["passes"](y, dcoef.contiguous(), getattr(self, f"b{i}"), *args, plan.n_out, clamp), False
         f = plan.fused
-        mats = (getattr(self, f"fu{i}"), getattr(self, f"fdh{i}"), getattr(self, f"fdw{i}"))
-        args = (f.up, f.down, plan.pad_l, plan.n_out, f.step, f.CB, clamp)
-        return _TRITON["op"](y, dcoef.contiguous(), getattr(self, f"b{i}"), *mats, *args)
+        mats = [getattr(self, f"{name}{i}") for name in ("fuw", "fuc", "fdh", "fdw")]
+        args = (f.up, f.down, plan.pad_l, plan.n_out, f.step, f.step_h, f.CB, clamp, next_scale)
+        return _TRITON["op"](y, dcoef.contiguous(), getattr(self, f"b{i}"), *mats, *args), next_scale is not None
 
     def _filtered_lrelu(self, i: int, plan: _Layer, x: torch.Tensor) -> torch.Tensor:
         """[N, C, n, n] float32 (bias added) -> [N, C, n_out, n_out] in the layer's dtype."""
@@ -341,13 +350,19 @@ class StyleGAN3FastSynthesis(nn.Module):
         S, S_rest = S.float(), S_rest.float()
         x = self.input(S_rest[:, self.split :])
         x = F.pad(x, [0, 0, 0, 0, 0, self.plans[0].c_in_p - x.shape[1]])  # aligned()
+        styles = [
+            self._styles(i, plan, (S_rest if plan.torgb else S)[:, plan.offset : plan.offset + plan.dim])
+            for i, plan in enumerate(self.plans)
+        ]
+        scaled = False  # whether x already carries this layer's input scaling (the fused kernel's output)
         for i, plan in enumerate(self.plans):
-            src = S_rest if plan.torgb else S
-            s = src[:, plan.offset : plan.offset + plan.dim]
-            y, dcoef = self._modconv(i, plan, x, s)
+            scale, dcoef = styles[i]
+            y = self._conv(i, plan, x if scaled else x * scale.to(x.dtype)[:, :, None, None])
             if not plan.torgb and self._use_triton(y):
-                x = self._triton_filtered_lrelu(i, plan, y, dcoef)
+                next_scale = styles[i + 1][0] if i + 1 < len(self.plans) else None
+                x, scaled = self._triton_filtered_lrelu(i, plan, y, dcoef, next_scale)
                 continue
+            scaled = False
             x = y.float() * dcoef[:, :, None, None] + getattr(self, f"b{i}")[None, :, None, None]
             if plan.torgb:
                 x = x.clamp(-plan.clamp, plan.clamp) if plan.clamp is not None else x
