@@ -172,7 +172,13 @@ def run_child(variants, args, timeout: float) -> dict:
         try:
             rc = proc.wait(timeout=max(1.0, timeout - (time.time() - t0)))
         except subprocess.TimeoutExpired:
-            print("  the child did not exit: its threads' stacks (SIGUSR1), then SIGKILL", flush=True)
+            outcome = "exit hang" if done_at is not None else "killed at its time budget"
+            why = (
+                f"finished its work but did not exit within {args.exit_grace:.0f} s (an exit hang)"
+                if done_at is not None
+                else "ran out of its time budget before finishing its work (not an exit hang)"
+            )
+            print(f"  the child {why}: its threads' stacks (SIGUSR1), then SIGKILL", flush=True)
             proc.send_signal(signal.SIGUSR1)
             time.sleep(3)
             while not lines.empty():
@@ -183,8 +189,10 @@ def run_child(variants, args, timeout: float) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             rc = None
+        else:
+            outcome = "exited" if rc == 0 else f"failed (rc {rc})"
         exit_s = time.time() - done_at if done_at is not None else None
-    result.update(rc=rc, wall_s=time.time() - t0, exit_after_done_s=exit_s)
+    result.update(rc=rc, outcome=outcome, wall_s=time.time() - t0, exit_after_done_s=exit_s)
     if "first_step_s" not in result and first_at is not None:  # killed during the first step: a lower bound
         result["first_step_at_least_s"] = time.time() - first_at
     if rc != 0:
@@ -207,7 +215,12 @@ def summary_rows(out: dict) -> list:
         )
         met = False if bound is not None and bound > 60 else None
         compile_row = summary_row(label, None, None, "s", Target("<=", 60, "s"), note, met=met)
-    compile_row["note"] += "; children exited cleanly" if out["exited"] else "; a child did not exit cleanly"
+    outcomes = {r.get("outcome") for r in (single, together)}
+    compile_row["note"] += (
+        "; children exited cleanly"
+        if out["exited"]
+        else "; an exit hang" if "exit hang" in outcomes else f"; children: {', '.join(sorted(map(str, outcomes)))}"
+    )
     k, hours = len(out["variants"]), out.get("projected_hours", {})
     note = (
         f"steps/s {single['steps_per_s']:.3g} one variant, {together['steps_per_s']:.3g} with {k} per step"
@@ -264,7 +277,8 @@ def main():
     for name, r in (("single", single), ("together", together)):
         exit_s = r["exit_after_done_s"]
         print(
-            f"{name}: rc {r['rc']}, exited {exit_s if exit_s is None else round(exit_s, 1)} s after its work",
+            f"{name}: {r['outcome']} (rc {r['rc']}), exited {exit_s if exit_s is None else round(exit_s, 1)} s "
+            "after its work",
             flush=True,
         )
     clean = all(r["rc"] == 0 for r in (single, together))
@@ -274,7 +288,7 @@ def main():
     out["summary_rows"] = summary_rows(out)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
-    print("exited cleanly" if clean else "a child did not exit cleanly (see rc above)", flush=True)
+    print("exited cleanly" if clean else "a child did not exit cleanly (see its outcome above)", flush=True)
 
 
 if __name__ == "__main__":

@@ -172,3 +172,9 @@ def test_training_compile_row_from_a_killed_child():
     done = summary_rows(out({"rc": None, "wall_s": 99.0, "first_step_s": 45.0}))
     assert done[0]["ours"] == 45.0 and done[0]["met"] is True
     assert done[1]["ours"] is None and "not measured" in done[1]["note"]
+    # Killed at its budget is not an exit hang (the s5 run's first report said "did not exit").
+    budget = {"rc": None, "outcome": "killed at its time budget", "wall_s": 67.0, "first_step_at_least_s": 51.0}
+    assert "killed at its time budget" in summary_rows(out(budget))[0]["note"]
+    assert "exit hang" not in summary_rows(out(budget))[0]["note"]
+    hang = {"rc": None, "outcome": "exit hang", "wall_s": 99.0, "first_step_s": 45.0}
+    assert summary_rows(out(hang))[0]["note"].endswith("; an exit hang")
