@@ -30,7 +30,8 @@ busy: latency-bound, the float32 map alone taking 128 registers per thread. Chun
 once and make tall tiles cheap (only the loop gets longer: less overlap recomputed between
 tiles). Measured (benchmarks/NOTES.md), they help the up-2 layers (64 rows in chunks of 16) and
 not the up-4 ones (one chunk of 32 rows is faster there), about 6 % over the layers of T-256:
-ptxas still gives the kernel 130 to 255 registers, and capping them (`MAX_REGISTERS`) spills.
+ptxas still gives the kernel 168 to 254 registers (`ptxas -v` on Triton 3.6's code for sm_90),
+and capping them (`MAX_REGISTERS`) spills and is slower.
 
 Arithmetic: half layers multiply half operands (the tile, the up-sampled map before and after
 the activation, the filter matrices) with float32 accumulation, as the stencils store their
@@ -154,6 +155,7 @@ def _fused_kernel(
 
 NUM_WARPS = 4  # per program (benchmarks/sg3_fused_tuning.py measures 4 and 8)
 MAX_REGISTERS = 0  # > 0: cap on registers per thread (more programs per multiprocessor, maybe spills)
+last_compiled = None  # the kernel the last call launched (its registers, spills, shared memory: tuning)
 
 
 @dataclass(frozen=True)
@@ -316,7 +318,8 @@ def filtered_lrelu(
     rank = dh.shape[0] // (2 if split else 1)
     tiles_h, tiles_w = -(-n_out // step_h), -(-n_out // step)
     grid = (N * tiles_h * tiles_w, triton.cdiv(C, channels_per_program))
-    _fused_kernel[grid](
+    global last_compiled
+    last_compiled = _fused_kernel[grid](
         x, out, dcoef, bias, uw, uc, dh, dw, dcoef if out_scale is None else out_scale.contiguous(),
         n, n_out, C, pad, clamp, tiles_h, tiles_w, step_h, step,
         UP=up, DOWN=down, TI=TI, TA=TA, TO=TO, TAH=TAH, TAC=TAC, TIC=TIC, TOH=TOH,
