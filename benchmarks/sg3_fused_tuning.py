@@ -44,6 +44,7 @@ def settings(plan) -> dict:
             out[f"CB{cb} w{w}"] = (plan_of(channels_per_program=cb), w, cap)
     out["rows 32 chunk 32 (one chunk)"] = (plan_of(rows=32, chunk=32), warps, cap)
     out["rows 128 chunk 16"] = (plan_of(rows=128), warps, cap)
+    out["TA64 CB8 (64 columns, chunked rows)"] = (plan_of(tile=64, channels_per_program=8), warps, cap)
     for regs in (128, 168):
         out[f"max {regs} registers"] = (plan_of(), warps, regs)
     out["CB8 max 128 registers"] = (plan_of(channels_per_program=8), warps, 128)
