@@ -19,23 +19,19 @@ Why it is faster than `StyleGAN3Generator.synthesize` (which follows the officia
                                                        inlined into the loads); config R's radial
                                                        filter of its non-critical layers is one
                                                        2-D pass, y[v, u] = sum_ij k[i, j] a(z[dv+i, du+j]).
-  Every tap is accumulated in float32 (Inductor upcasts half loads; in eager the first term is
-  cast and the others are added with `torch.add(..., alpha=tap)`, which promotes), and each pass
-  stores its result in the layer's dtype. Compiled, a layer is: the modulated conv (cuDNN), up H
-  (with the conv's demodulation, bias and padding inlined), up W, down W, and down H fused with
-  the next layer's style scaling and cast. Eager runs one op per up-sampling tap and the
-  down-sampling as depthwise strided convs (`_eager_down`): correct, not fast.
+  Every tap is accumulated in float32 and each pass stores the layer's dtype. Compiled, a layer
+  is the conv (cuDNN), up H (demodulation, bias and padding inlined), up W, down W, and down H
+  fused with the next layer's style scaling. Eager runs one op per up tap and the down-sampling
+  as depthwise strided convs (`_eager_down`): correct, not fast.
 - Layout and memory traffic: the stencils run on the NHWC view of channels-last maps (a
-  permute, no copy), so channels are the innermost, contiguous axis and a shift along H or W is
-  a whole number of channel rows: every slice load is coalesced, and the modulated conv that
-  follows reads the output as channels-last without a transpose. Per layer with an n x n x C
-  input and up = 2 the passes move (read + write, elements) about n^2 C x [(1 + 2) + (2 + 4) +
-  (4 + 2) + (2 + 1)] = 18 n^2 C, i.e. 36 n^2 C bytes in fp16 (a stencil's re-reads of shifted
-  rows hit the cache; `fir_bytes_per_image`), against about 4 n^2 C bytes for one fully fused
-  kernel. In NCHW (`channels_last=False`) the same stencils run on the NCHW tensors (W innermost).
+  permute, no copy): channels are the contiguous axis, every slice load is coalesced, and the
+  next modulated conv reads the output as channels-last without a transpose. Per layer the
+  passes move about 36 n^2 C bytes in fp16 (`fir_bytes_per_image`), against about 4 n^2 C for
+  one fully fused kernel. In NCHW (`channels_last=False`) the same stencils run on NCHW tensors.
 - On CUDA without gradients (`fir="auto"`) the half layers run ONE fused Triton kernel per layer
   (`stylegan3_fused.py`: the up-sampled tile stays on chip, the taps are tensor-core products
-  of banded filter matrices) and the float32 layers four Triton passes (`stylegan3_triton.py`).
+  of banded filter matrices, the output leaves multiplied by the next layer's styles) and the
+  float32 layers four Triton passes (`stylegan3_triton.py`).
 - Channels are stored padded to a multiple of 8 (`aligned`; zero weights, zero bias): the
   released 362, 181 and 91 otherwise misalign every NHWC pixel (no vector loads, and cuDNN's
   half kernels want multiples of 8); measured at T-256, the passes went from 364 to 521 img/s.
@@ -160,17 +156,14 @@ class _Layer:
             raise ValueError(f"{spec.short_name}: planned {self.n_out} samples, the layer table says {spec.out_size}")
 
     def act(self, y: torch.Tensor) -> torch.Tensor:
-        """Leaky ReLU x sqrt 2, then the clamp, at the up-sampled rate (float32). Applied to the
-        interleaved map as the down-sampling stencil reads it, not to the up-sampling phases
-        before the interleaving: lowered, the leaky ReLU reads its input twice, which would
-        make Inductor store each phase and copy it into the interleaved map; on the stored map
-        it is a cheap expression that Inductor inlines into the down stencil's loads."""
+        """Leaky ReLU x sqrt 2, then the clamp, at the up-sampled rate (float32), on the interleaved
+        map as the down stencil reads it (Inductor inlines it into those loads; on the phases it
+        would store each phase and copy it into the interleaved map)."""
         y = F.leaky_relu(y, LRELU_SLOPE) * LRELU_GAIN
         return y.clamp(-self.clamp, self.clamp) if self.clamp is not None else y
 
 
 FIR_IMPLEMENTATIONS = ("stencil", "triton", "triton-passes", "auto")
-
 
 _TRITON = {}  # the custom ops of stylegan3_fused.py / _triton.py and fused_plan, once imported (never while tracing)
 
