@@ -97,7 +97,8 @@ for tag, layers in (("t", ((0, None), (4, 0.5), (13, None))), ("r", ((0, 0.5), (
                                fp.step_h, fp.CB, -1.0 if clamp is None else clamp, oscale)
                 out[f"fused {tag} L{index} clamp {clamp} float32 out_scale"] = {
                     "up": plan.up, "radial": plan.radial, "crop": plan.pad_l < 0, "rank": fp.rank,
-                    "tiles": -(-plan.n_out // fp.step), "err": (scaled - want * oscale[:, :, None, None]).abs().max().item(),
+                    "tiles": -(-plan.n_out // fp.step), "tiles_h": -(-plan.n_out // fp.step_h),
+                    "err": (scaled - want * oscale[:, :, None, None]).abs().max().item(),
                     "scale": (want * oscale[:, :, None, None]).abs().max().item(), "rel_rms": 0.0,
                     "shape_ok": tuple(scaled.shape) == tuple(want.shape),
                     "channels_last": scaled.is_contiguous(memory_format=torch.channels_last)}
@@ -141,7 +142,7 @@ def test_triton_filtered_lrelu_equals_the_stencils_on_the_fixture_layers():
         assert c["err"] <= 2e-6 * max(1.0, c["scale"]), (key, c)
     assert all(c["clamp_effect"] > 1e-2 for k, c in cases.items() if k.endswith("clamp 0.5"))  # the clamp bit
     for key, c in fused.items():
-        assert c["shape_ok"] and c["channels_last"] and c["tiles"] >= 3 and c.get("tiles_h", 2) >= 2, (key, c)
+        assert c["shape_ok"] and c["channels_last"] and c["tiles"] >= 3 and c["tiles_h"] >= 2, (key, c)
         if "float32" in key:
             assert c["err"] <= 2e-6 * max(1.0, c["scale"]), (key, c)
         else:  # half operands, float32 accumulation, hi + lo taps: a few half roundings (2^-11)
